@@ -1,0 +1,413 @@
+"""Analysis of a run folder: pandas in, DataFrames and plain values out.
+
+No plotting and no HTML here. Every rate comes with its 95% Wilson interval and
+its counts, so a small cell is visibly small.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+OUTCOME_ORDER = ("healthy", "degraded", "collapsed", "never_learned", "diverged", "failed")
+BAD_OUTCOMES = ("collapsed", "diverged", "never_learned")
+MIN_RUNS = 3  # fewer runs than this in a cell: too few to say anything
+
+
+class ReportError(RuntimeError):
+    """A run folder the report cannot read."""
+
+
+@dataclass
+class RunData:
+    """Everything the report reads from a run folder."""
+
+    path: Path
+    sweep: dict[str, Any]
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    probes: pd.DataFrame
+    knobs: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.sweep.get("name", self.path.name))
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.sweep.get("seeds", []))
+
+    @property
+    def expected_runs(self) -> int | None:
+        s = self.sweep
+        if s.get("sampler", {}).get("kind", "grid") == "grid":
+            return int(np.prod([len(k["values"]) for k in s.get("knobs", [])])) * len(self.seeds)
+        return int(s.get("sampler", {}).get("n_configs", 0)) * len(self.seeds)
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return dict(self.sweep.get("baseline", {}))
+
+    @property
+    def n_classes(self) -> int:
+        d = self.sweep.get("data", {})
+        return 10 if d.get("dataset") == "digits" else int(d.get("n_classes", 10))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def load_run(path: str | Path) -> RunData:
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a run folder")
+    sweep_file = path / "sweep.json"
+    if not sweep_file.exists():
+        raise ReportError(f"{path}: no sweep.json, so not a remedysweep run folder")
+    try:
+        sweep = json.loads(sweep_file.read_text())["sweep"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ReportError(f"{sweep_file}: unreadable ({exc})") from None
+    knobs = [k["name"] for k in sweep.get("knobs", [])]
+    trials = _read_csv(path / "trials.csv")
+    if trials.empty:
+        trials = pd.DataFrame(columns=["trial_number", "config_id", *knobs, "seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds"])
+    return RunData(path, sweep, trials, _read_csv(path / "curves.csv"), _read_csv(path / "early_probes.csv"), knobs)
+
+
+# ----------------------------------------------------------------------------
+# Intervals
+# ----------------------------------------------------------------------------
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def fmt_rate(k: int, n: int) -> str:
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} ({lo:.0%}–{hi:.0%})"
+
+
+# ----------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------
+
+
+def outcome_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    counts = trials["outcome"].value_counts() if not trials.empty else pd.Series(dtype=int)
+    rows = [{"outcome": o, "runs": int(counts.get(o, 0))} for o in OUTCOME_ORDER]
+    df = pd.DataFrame(rows)
+    total = max(1, int(df["runs"].sum()))
+    df["share"] = df["runs"] / total
+    return df
+
+
+def _rate_row(group: pd.DataFrame) -> dict[str, Any]:
+    n = len(group)
+    collapsed = int((group["outcome"] == "collapsed").sum())
+    bad = int(group["outcome"].isin(BAD_OUTCOMES).sum())
+    lo, hi = wilson(collapsed, n)
+    blo, bhi = wilson(bad, n)
+    acc = pd.to_numeric(group["final_val_accuracy"], errors="coerce")
+    return {
+        "runs": n,
+        "collapsed": collapsed,
+        "collapse_rate": collapsed / n if n else float("nan"),
+        "collapse_lo": lo,
+        "collapse_hi": hi,
+        "at_chance": bad,
+        "at_chance_rate": bad / n if n else float("nan"),
+        "at_chance_lo": blo,
+        "at_chance_hi": bhi,
+        "final_acc_median": float(acc.median()) if acc.notna().any() else float("nan"),
+        "final_acc_min": float(acc.min()) if acc.notna().any() else float("nan"),
+        "final_acc_max": float(acc.max()) if acc.notna().any() else float("nan"),
+        "too_few": n < MIN_RUNS,
+    }
+
+
+def rates_by_value(trials: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """Collapse rate (and 'ended at chance' rate: collapsed, never learned or
+    diverged) per value of one knob, with Wilson intervals."""
+    rows = []
+    for value, group in trials.groupby(knob, sort=False, dropna=False):
+        rows.append({"knob": knob, "value": value, **_rate_row(group)})
+    return pd.DataFrame(rows)
+
+
+def rates_by_pair(trials: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    rows = []
+    for (va, vb), group in trials.groupby([a, b], sort=False, dropna=False):
+        rows.append({a: va, b: vb, **_rate_row(group)})
+    return pd.DataFrame(rows)
+
+
+def swept_knobs(run: RunData) -> list[str]:
+    """Knobs with more than one value in the results."""
+    return [k for k in run.knobs if k in run.trials and run.trials[k].nunique(dropna=False) > 1]
+
+
+def interesting_pairs(run: RunData, limit: int = 6) -> list[tuple[str, str]]:
+    knobs = swept_knobs(run)
+    pairs = list(itertools.combinations(knobs, 2))
+    first = [p for p in pairs if set(p) == {"loss", "learning_rate"}]
+    return (first + [p for p in pairs if p not in first])[:limit]
+
+
+def config_table(run: RunData) -> pd.DataFrame:
+    """One row per configuration: rates over seeds, accuracy spread; ranked by
+    robustness (fewest runs ending at chance, then collapse, then median accuracy)."""
+    t = run.trials
+    if t.empty:
+        return pd.DataFrame()
+    rows = []
+    for cid, group in t.groupby("config_id", sort=False):
+        knobs = {k: group[k].iloc[0] for k in run.knobs if k in group}
+        outcomes = group["outcome"].value_counts().to_dict()
+        rows.append({"config_id": cid, **knobs, **_rate_row(group), "outcomes": outcomes})
+    df = pd.DataFrame(rows)
+    df = df.sort_values(["at_chance_rate", "collapse_rate", "final_acc_median"], ascending=[True, True, False], kind="stable")
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df.reset_index(drop=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def smallest_fix(run: RunData) -> dict[str, Any] | None:
+    """The configuration closest to the sweep's baseline (fewest knobs changed)
+    whose every seed ran healthy or degraded, never at chance; ties broken by
+    median accuracy. ``None`` if the baseline itself is fine or nothing is."""
+    configs = config_table(run)
+    if configs.empty:
+        return None
+    base = run.baseline
+    knobs = [k for k in run.knobs if k in configs]
+
+    def changes(row: pd.Series) -> list[tuple[str, Any, Any]]:
+        return [(k, base.get(k), row[k]) for k in knobs if k in base and not _same(row[k], base[k])]
+
+    configs = configs.assign(_changes=configs.apply(changes, axis=1))
+    configs["_n"] = configs["_changes"].apply(len)
+    base_rows = configs[configs["_n"] == 0]
+    baseline_info = base_rows.iloc[0].to_dict() if not base_rows.empty else None
+    ok = configs[(configs["at_chance"] == 0) & (configs["runs"] >= 1) & (configs["_n"] > 0)]
+    if ok.empty:
+        return {"baseline": baseline_info, "fix": None}
+    ok = ok.sort_values(["_n", "final_acc_median"], ascending=[True, False], kind="stable")
+    best = ok.iloc[0].to_dict()
+    return {"baseline": baseline_info, "fix": best, "changes": best["_changes"]}
+
+
+def headline(run: RunData) -> str:
+    """One sentence with numbers and intervals: the knob value whose 'ended at
+    chance' rate differs most from another value of the same knob."""
+    t = run.trials
+    if t.empty:
+        return "No runs have finished yet."
+    best: tuple[float, str] | None = None
+    for knob in swept_knobs(run):
+        r = rates_by_value(t, knob)
+        if len(r) < 2:
+            continue
+        hi = r.loc[r["at_chance_rate"].idxmax()]
+        lo = r.loc[r["at_chance_rate"].idxmin()]
+        gap = hi["at_chance_rate"] - lo["at_chance_rate"]
+        if best is None or gap > best[0]:
+            # Narrow to the highest learning rate when the knob is the loss, as the
+            # contrast is sharpest there.
+            text = (
+                f"{knob} = {hi['value']}: {fmt_rate(int(hi['at_chance']), int(hi['runs']))} runs ended at chance "
+                f"({int(hi['collapsed'])} of them after first rising: collapsed); "
+                f"{knob} = {lo['value']}: {fmt_rate(int(lo['at_chance']), int(lo['runs']))}."
+            )
+            best = (gap, text)
+    if best is None:
+        return f"{len(t)} runs; no knob was swept with more than one value."
+    return best[1]
+
+
+def contrast_at(run: RunData, knob: str, where: dict[str, Any]) -> pd.DataFrame:
+    """Rates per value of ``knob`` within the runs matching ``where``."""
+    t = run.trials
+    for k, v in where.items():
+        t = t[t[k].apply(lambda x, v=v: _same(x, v))]
+    return rates_by_value(t, knob) if not t.empty else pd.DataFrame()
+
+
+def isolation(run: RunData, knob: str) -> pd.DataFrame:
+    """Tuning-playbook isolation plot data: for each value of ``knob``, the best
+    configuration over the other knobs (by median final accuracy over seeds), with
+    its per-seed accuracies."""
+    t = run.trials
+    rows = []
+    for value, group in t.groupby(knob, sort=False):
+        by_config = group.groupby("config_id")["final_val_accuracy"].median()
+        if by_config.dropna().empty:
+            continue
+        cid = by_config.idxmax()
+        seeds = group[group["config_id"] == cid]["final_val_accuracy"].tolist()
+        rows.append({"value": value, "config_id": cid, "median": float(by_config[cid]), "per_seed": seeds})
+    return pd.DataFrame(rows)
+
+
+def aligned_curves(run: RunData, window: int = 5) -> pd.DataFrame:
+    """Per-epoch curves of collapsed runs aligned at their collapse epoch
+    (offset 0), and of healthy runs aligned at the median collapse epoch."""
+    t, c = run.trials, run.curves
+    if t.empty or c.empty or "collapse_epoch" not in t:
+        return pd.DataFrame()
+    collapsed = t[t["outcome"] == "collapsed"]
+    median_epoch = int(collapsed["collapse_epoch"].median()) if not collapsed.empty else 1
+    frames = []
+    for _, row in t[t["outcome"].isin(["collapsed", "healthy"])].iterrows():
+        anchor = int(row["collapse_epoch"]) if row["outcome"] == "collapsed" else median_epoch
+        rc = c[c["trial_number"] == row["trial_number"]].copy()
+        rc["offset"] = rc["epoch"] - anchor
+        rc["outcome"] = row["outcome"]
+        frames.append(rc[(rc["offset"] >= -window) & (rc["offset"] <= window)])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+DIAGNOSTICS = {
+    "logit_abs_mean": "mean |logit|",
+    "logit_spread": "logit spread across classes (std)",
+    "dead_fraction": "dead-unit fraction",
+    "grad_norm": "gradient norm",
+    "weight_norm": "weight norm",
+}
+
+
+def diagnostics_at_collapse(run: RunData) -> pd.DataFrame:
+    """Median of each diagnostic at the collapse epoch (collapsed runs) vs at the
+    same epoch of healthy runs, with the interquartile range."""
+    a = aligned_curves(run, window=0)
+    if a.empty:
+        return pd.DataFrame()
+    rows = []
+    for col, label in DIAGNOSTICS.items():
+        if col not in a:
+            continue
+        row = {"diagnostic": label}
+        for outcome in ("collapsed", "healthy"):
+            v = pd.to_numeric(a[a["outcome"] == outcome][col], errors="coerce").dropna()
+            row[f"{outcome}_median"] = float(v.median()) if len(v) else float("nan")
+            row[f"{outcome}_q1"] = float(v.quantile(0.25)) if len(v) else float("nan")
+            row[f"{outcome}_q3"] = float(v.quantile(0.75)) if len(v) else float("nan")
+            row[f"{outcome}_n"] = len(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fusion_evidence(run: RunData) -> dict[str, Any] | None:
+    """For ``loss = keras_default``: (1) what Keras computed for a softmax output
+    in the trial process, (2) how far its runs' curves are from the
+    ``fused_logits`` runs with the same seed and other knobs, and from the
+    ``unfused`` ones."""
+    t, c = run.trials, run.curves
+    if "loss" not in t or not (t["loss"] == "keras_default").any():
+        return None
+    kd = t[t["loss"] == "keras_default"]
+    fuses = kd["keras_fuses"].dropna() if "keras_fuses" in kd else pd.Series(dtype=bool)
+    others = [k for k in run.knobs if k != "loss"]
+    out: dict[str, Any] = {"keras_fuses_runs": int(fuses.astype(bool).sum()), "checked_runs": int(len(fuses))}
+    for other in ("fused_logits", "unfused"):
+        diffs, pairs = [], 0
+        for _, row in kd.iterrows():
+            mask = (t["loss"] == other) & (t["seed"] == row["seed"])
+            for k in others:
+                mask &= t[k].apply(lambda x, v=row[k]: _same(x, v))
+            match = t[mask]
+            if match.empty or c.empty:
+                continue
+            a = c[c["trial_number"] == row["trial_number"]]["val_accuracy"].to_numpy()
+            b = c[c["trial_number"] == match.iloc[0]["trial_number"]]["val_accuracy"].to_numpy()
+            n = min(len(a), len(b))
+            if n:
+                diffs.append(float(np.nanmax(np.abs(a[:n] - b[:n]))))
+                pairs += 1
+        out[other] = {"pairs": pairs, "max_abs_diff": max(diffs) if diffs else None, "identical_pairs": sum(d < 1e-6 for d in diffs)}
+    return out
+
+
+def failures(run: RunData) -> pd.DataFrame:
+    t = run.trials
+    if t.empty:
+        return pd.DataFrame()
+    f = t[t["outcome"].isin(["failed", "diverged"])]
+    cols = ["trial_number", *run.knobs, "seed", "outcome", "first_nonfinite_epoch", "epochs_run", "message"]
+    return f[[c for c in cols if c in f]].reset_index(drop=True)
+
+
+def importance(run: RunData) -> pd.DataFrame:
+    """How much each knob explains whether a run ends at chance: the spread
+    (max - min) of the 'ended at chance' rate across its values, and Optuna's
+    fANOVA on a 0/1 target when it can be computed.
+
+    Caveats: with few runs per value both are noisy; fANOVA needs at least two
+    values per knob and treats the grid's runs as independent samples."""
+    t = run.trials
+    knobs = swept_knobs(run)
+    rows = []
+    for k in knobs:
+        r = rates_by_value(t, k)
+        rows.append({"knob": k, "rate_spread": float(r["at_chance_rate"].max() - r["at_chance_rate"].min()), "values": len(r)})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["fanova"] = _fanova(run, knobs)
+    return df.sort_values("rate_spread", ascending=False).reset_index(drop=True)
+
+
+def _fanova(run: RunData, knobs: list[str]) -> list[float]:
+    t = run.trials
+    if len(t) < 8 or not knobs:
+        return [float("nan")] * len(knobs)
+    try:
+        import optuna
+        from optuna.distributions import CategoricalDistribution
+
+        dists = {k: CategoricalDistribution(sorted(t[k].dropna().unique().tolist(), key=str)) for k in knobs}
+        trials = []
+        for _, row in t.iterrows():
+            params = {k: _py(row[k]) for k in knobs}
+            trials.append(
+                optuna.trial.create_trial(params=params, distributions=dists, value=float(row["outcome"] in BAD_OUTCOMES))
+            )
+        study = optuna.create_study()
+        study.add_trials(trials)
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), normalize=True
+        )
+        return [float(imp.get(k, float("nan"))) for k in knobs]
+    except Exception:
+        return [float("nan")] * len(knobs)
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

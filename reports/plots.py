@@ -1,0 +1,212 @@
+"""Figures for the report. Each function takes analysis output and returns a
+matplotlib Figure (never shows it); :func:`to_svg` embeds it."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+OUTCOME_COLORS = {
+    "healthy": "#2b8a3e",
+    "degraded": "#e8a317",
+    "collapsed": "#c92a2a",
+    "never_learned": "#862e9c",
+    "diverged": "#1864ab",
+    "failed": "#495057",
+}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
+    return plt
+
+
+def to_svg(fig: Any) -> str:
+    """The figure as inline SVG text (self-contained, no external references)."""
+    plt = _plt()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def rate_bars(rates: pd.DataFrame, knob: str) -> Any:
+    """Per value: 'ended at chance' and collapse rates with 95% Wilson intervals."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(rates) + 1.6), 2.6))
+    x = np.arange(len(rates))
+    w = 0.38
+    for off, col, lo, hi, label, color in (
+        (-w / 2, "at_chance_rate", "at_chance_lo", "at_chance_hi", "ended at chance", "#868e96"),
+        (w / 2, "collapse_rate", "collapse_lo", "collapse_hi", "collapsed (rose, then fell)", OUTCOME_COLORS["collapsed"]),
+    ):
+        vals = rates[col].to_numpy(dtype=float)
+        err = np.vstack([vals - rates[lo].to_numpy(dtype=float), rates[hi].to_numpy(dtype=float) - vals])
+        ax.bar(x + off, vals, w, yerr=err, capsize=3, label=label, color=color, alpha=0.85)
+    ax.set_xticks(x, [f"{v}\n(n={n})" for v, n in zip(rates["value"], rates["runs"])])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of runs")
+    ax.set_title(knob)
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    return fig
+
+
+def accuracy_strip(trials: pd.DataFrame, knob: str) -> Any:
+    """Final validation accuracy of every run per value, coloured by outcome."""
+    plt = _plt()
+    values = list(dict.fromkeys(trials[knob].tolist()))
+    fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(values) + 1.6), 2.4))
+    rng = np.random.default_rng(0)
+    for i, v in enumerate(values):
+        g = trials[trials[knob] == v]
+        acc = pd.to_numeric(g["final_val_accuracy"], errors="coerce")
+        xs = i + rng.uniform(-0.18, 0.18, len(g))
+        ax.scatter(xs, acc, s=16, c=[OUTCOME_COLORS.get(o, "#000") for o in g["outcome"]], alpha=0.85, linewidths=0)
+        if acc.notna().any():
+            ax.hlines(acc.median(), i - 0.3, i + 0.3, color="#212529", lw=1.2)
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("final val. accuracy")
+    ax.set_title(f"{knob}: every run (bar = median)")
+    return fig
+
+
+def isolation_plot(iso: pd.DataFrame, knob: str) -> Any:
+    """Best configuration over the other knobs at each value, with its seeds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(iso) + 1.6), 2.4))
+    for i, row in enumerate(iso.itertuples()):
+        ys = [y for y in row.per_seed if y == y]
+        ax.scatter([i] * len(ys), ys, s=18, color="#1864ab", alpha=0.8, linewidths=0)
+        ax.hlines(row.median, i - 0.25, i + 0.25, color="#1864ab", lw=1.5)
+    ax.set_xticks(range(len(iso)), [str(v) for v in iso["value"]])
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("final val. accuracy")
+    ax.set_title(f"isolation: best config per {knob}")
+    return fig
+
+
+def pair_heatmap(rates: pd.DataFrame, a: str, b: str) -> Any:
+    """'Ended at chance' rate for each pair of values; hatched cells have too few runs."""
+    plt = _plt()
+    va = list(dict.fromkeys(rates[a].tolist()))
+    vb = list(dict.fromkeys(rates[b].tolist()))
+    grid = np.full((len(va), len(vb)), np.nan)
+    text = [["" for _ in vb] for _ in va]
+    few = np.zeros_like(grid, dtype=bool)
+    for row in rates.itertuples(index=False):
+        d = row._asdict()
+        i, j = va.index(d[a]), vb.index(d[b])
+        grid[i, j] = d["at_chance_rate"]
+        text[i][j] = f"{d['at_chance']}/{d['runs']}\n({d['collapsed']} coll.)"
+        few[i, j] = d["too_few"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(vb) + 2.2, 0.7 * len(va) + 1.4))
+    im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(va)):
+        for j in range(len(vb)):
+            if few[i, j] or np.isnan(grid[i, j]):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#adb5bd", lw=0))
+            ax.text(j, i, text[i][j] or "no runs", ha="center", va="center", fontsize=7,
+                    color="white" if (grid[i, j] == grid[i, j] and grid[i, j] > 0.6) else "#212529")
+    ax.set_xticks(range(len(vb)), [str(v) for v in vb])
+    ax.set_yticks(range(len(va)), [str(v) for v in va])
+    ax.set_xlabel(b)
+    ax.set_ylabel(a)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="ended at chance")
+    return fig
+
+
+def aligned_curves_plot(aligned: pd.DataFrame, column: str, label: str, chance: float | None = None) -> Any:
+    """Collapsed vs healthy runs around the collapse epoch: each run thin, median thick."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3.4, 2.4))
+    for outcome in ("healthy", "collapsed"):
+        g = aligned[aligned["outcome"] == outcome]
+        if g.empty or column not in g:
+            continue
+        color = OUTCOME_COLORS[outcome]
+        for _, run in g.groupby("trial_number"):
+            ax.plot(run["offset"], run[column], color=color, alpha=0.25, lw=0.8)
+        med = g.groupby("offset")[column].median()
+        ax.plot(med.index, med.values, color=color, lw=2, label=f"{outcome} (n={g['trial_number'].nunique()})")
+    if chance is not None:
+        ax.axhline(chance, color="#868e96", ls=":", lw=1)
+    ax.axvline(0, color="#868e96", ls="--", lw=0.8)
+    if column in ("logit_abs_mean", "logit_spread", "grad_norm", "weight_norm") and (aligned[column] > 0).any():
+        ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_xlabel("epochs from collapse")
+    ax.set_title(label)
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataFrame, chance: float) -> Any:
+    """Validation accuracy of every run, by outcome, with the in-epoch probes."""
+    plt = _plt()
+    outcomes = [o for o in OUTCOME_COLORS if (trials["outcome"] == o).any()]
+    fig, axes = plt.subplots(1, max(1, len(outcomes)), figsize=(2.6 * max(1, len(outcomes)), 2.4), sharey=True, squeeze=False)
+    for ax, outcome in zip(axes[0], outcomes):
+        numbers = trials[trials["outcome"] == outcome]["trial_number"]
+        for n in numbers:
+            c = curves[curves["trial_number"] == n]
+            p = probes[probes["trial_number"] == n] if not probes.empty else probes
+            xs = list(p["epoch"]) + list(c["epoch"]) if not p.empty else list(c["epoch"])
+            ys = list(p["probe_accuracy"]) + list(c["val_accuracy"]) if not p.empty else list(c["val_accuracy"])
+            order = np.argsort(xs)
+            ax.plot(np.asarray(xs)[order], np.asarray(ys)[order], color=OUTCOME_COLORS[outcome], alpha=0.45, lw=0.9)
+        ax.axhline(chance, color="#868e96", ls=":", lw=1)
+        ax.set_title(f"{outcome} ({len(numbers)})")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("val. accuracy")
+    return fig
+
+
+def outcome_bar(counts: pd.DataFrame) -> Any:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 0.8))
+    left = 0
+    total = max(1, counts["runs"].sum())
+    for row in counts.itertuples():
+        if row.runs:
+            ax.barh(0, row.runs, left=left, color=OUTCOME_COLORS[row.outcome])
+            if row.runs / total > 0.06:
+                ax.text(left + row.runs / 2, 0, f"{row.outcome} {row.runs}", ha="center", va="center", color="white", fontsize=8)
+            left += row.runs
+    ax.set_xlim(0, total)
+    ax.axis("off")
+    return fig
+
+
+def comparison_bars(a: pd.DataFrame, b: pd.DataFrame, knob: str, name_a: str, name_b: str) -> Any:
+    """'Ended at chance' rate per value in two sweeps, with intervals."""
+    plt = _plt()
+    values = list(dict.fromkeys([*a["value"].tolist(), *b["value"].tolist()]))
+    fig, ax = plt.subplots(figsize=(max(3.4, 1.1 * len(values) + 1.6), 2.6))
+    x = np.arange(len(values))
+    w = 0.38
+    for off, df, name, color in ((-w / 2, a, name_a, "#1864ab"), (w / 2, b, name_b, "#e8590c")):
+        vals, lo, hi = [], [], []
+        for v in values:
+            r = df[df["value"].astype(str) == str(v)]
+            if r.empty:
+                vals.append(np.nan); lo.append(0); hi.append(0)
+            else:
+                r = r.iloc[0]
+                vals.append(r["at_chance_rate"]); lo.append(r["at_chance_rate"] - r["at_chance_lo"]); hi.append(r["at_chance_hi"] - r["at_chance_rate"])
+        ax.bar(x + off, vals, w, yerr=[lo, hi], capsize=3, color=color, alpha=0.85, label=name)
+    ax.set_xticks(x, [str(v) for v in values])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("ended at chance")
+    ax.set_title(knob)
+    ax.legend(fontsize=7, frameon=False)
+    return fig

@@ -1,0 +1,124 @@
+"""A worker: take queued runs from the study and run them until none is left.
+
+The same loop serves ``remedysweep run`` (in-process, or N local processes through
+joblib) and ``remedysweep worker`` (any machine that reaches the storage).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+import optuna
+
+from remedysweep.remedies import discover
+
+from . import study as st
+from .config import Sweep, run_key
+from .trial import RunResult, TrialConfig, configure_tensorflow, run_trial
+
+PROPOSED_ATTR = "remedysweep:proposed"
+
+
+def objective_values(sweep: Sweep, result: RunResult, n_classes: int) -> list[float] | None:
+    """Collapse-aware objective: a collapsed, diverged or never-learned run scores
+    as chance, not as its peak. ``None`` for a failed run (Optuna FAIL)."""
+    if result.outcome == "failed":
+        return None
+    chance = 1.0 / n_classes
+    score = result.final_val_accuracy
+    if result.outcome in ("collapsed", "diverged", "never_learned") or score != score:
+        score = chance
+    if sweep.sampler.objective == "accuracy_vs_time":
+        return [score, result.train_seconds]
+    if sweep.sampler.objective == "accuracy_vs_collapse":
+        return [score, 1.0 if result.outcome in ("collapsed", "diverged") else 0.0]
+    return [score]
+
+
+def _suggest(trial: optuna.Trial, sweep: Sweep) -> TrialConfig:
+    """Read (or, for a sampler's new configuration, draw) the knob values and seed."""
+    knobs: dict[str, Any] = {}
+    for knob in sweep.knobs:
+        if not knob.is_range:
+            knobs[knob.name] = trial.suggest_categorical(knob.name, list(knob.values))
+        elif knob.integer:
+            knobs[knob.name] = trial.suggest_int(knob.name, int(knob.low), int(knob.high), log=knob.log)
+        else:
+            knobs[knob.name] = trial.suggest_float(knob.name, float(knob.low), float(knob.high), log=knob.log)
+    seed = trial.suggest_categorical("seed", list(sweep.seeds))
+    return TrialConfig.of(knobs, int(seed))
+
+
+def _proposed_count(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.system_attrs.get(PROPOSED_ATTR))
+
+
+def _queue_proposal(study: optuna.Study, sweep: Sweep) -> bool:
+    """Random/TPE: queue a slot whose seed is pinned to the first seed; the worker
+    that takes it lets the sampler draw the knob values. False once the budget of
+    configurations is spent."""
+    if _proposed_count(study) >= sweep.sampler.n_configs:
+        return False
+    study.enqueue_trial({"seed": sweep.seeds[0]})
+    return True
+
+
+def _is_proposal(study: optuna.Study, trial_id: int, sweep: Sweep) -> bool:
+    fixed = study._storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
+    return not all(k in fixed for k in sweep.knob_names)
+
+
+def work(
+    spec: st.StorageSpec,
+    study_name: str,
+    *,
+    threads: int | None = None,
+    max_runs: int | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> int:
+    """Run queued runs of the study until none is left; returns how many ran."""
+    configure_tensorflow(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = spec.open()
+    study, sweep = st.load(storage, study_name)
+    registry = discover(plugin_files=sweep.plugins)
+    from .data import load_dataset
+
+    dataset = load_dataset(sweep.data)
+    done = 0
+    while max_runs is None or done < max_runs:
+        tid = st.claim(study)
+        if tid is None and sweep.sampler.kind != "grid" and _queue_proposal(study, sweep):
+            tid = st.claim(study)
+        if tid is None:
+            break
+        try:
+            with st.Heartbeat(storage, tid):
+                trial = optuna.trial.Trial(study, tid)
+                config = _suggest(trial, sweep)
+                if _is_proposal(study, tid, sweep):
+                    storage.set_trial_user_attr(tid, st.KEY_ATTR, config.key)
+                    storage.set_trial_system_attr(tid, PROPOSED_ATTR, True)
+                    for seed in sweep.seeds[1:]:
+                        st.enqueue(study, config.knob_dict, seed)
+                result = run_trial(sweep, config, registry, dataset)
+            payload = asdict(result)
+            payload["knobs"] = config.knob_dict
+            payload["seed"] = config.seed
+            payload["key"] = run_key(config.knob_dict, config.seed)
+            st.save_result(study, tid, payload, objective_values(sweep, result, dataset.n_classes))
+        except BaseException:
+            st.release(study, tid)  # Ctrl-C or a crash of the worker itself: queue it again
+            raise
+        done += 1
+        if on_result is not None:
+            on_result(result)
+    return done
+
+
+def worker_process(url: str, study_name: str, threads: int) -> int:
+    """Entry point of a local worker process (joblib)."""
+    return work(st.StorageSpec(url), study_name, threads=threads)
