@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pandas as pd
 
 from . import analysis as an
 from . import plots
+from remedysweep.runner.orchestrate import atomic_write
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -195,17 +194,6 @@ def render_report(run: an.RunData) -> str:
     return _env().get_template("report.html.j2").render(**build_context(run))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: str | Path) -> Path:
     """Analyse a run folder and write its ``report.html`` (all or nothing)."""
     from remedysweep.runner.orchestrate import RunError
@@ -218,7 +206,7 @@ def write_report(run_dir: str | Path) -> Path:
     text = render_report(run)
     out = run_dir / "report.html"
     try:
-        _atomic_write(out, text)
+        atomic_write(out, text)
     except OSError as exc:
         raise RunError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     return out
@@ -253,7 +241,7 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path) -> P
     text = _env().get_template("compare.html.j2").render(**ctx)
     out = Path(out)
     try:
-        _atomic_write(out, text)
+        atomic_write(out, text)
     except OSError as exc:
         raise RunError(f"{out}: cannot write the comparison ({exc.strerror or exc})") from None
     return out

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="discard an existing run or study of a different sweep definition")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--no-report", action="store_true", help="skip report.html")
+    r.add_argument("--dry-run", action="store_true", help="validate the sweep file and the run folder, print the plan, write nothing")
 
     w = sub.add_parser("worker", help="join a sweep stored in a shared database", description="Run queued runs of an existing sweep study until none is left.")
     w.add_argument("--storage", required=True, help="the sweep's storage URL, e.g. postgresql://user:pass@host/db")
@@ -91,6 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "workers", 1) < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
     try:
+        if args.command == "run" and args.dry_run:
+            from remedysweep.runner.orchestrate import prepare
+
+            sweep, out_dir, spec, resumed = prepare(args.sweep, args.out, args.storage, force=args.force, plugins=tuple(args.plugin))
+            print(
+                f"sweep {sweep.name!r} is valid: {sweep.n_runs()} runs ({sweep.n_configs()} configurations x {len(sweep.seeds)} seeds); "
+                f"folder {out_dir}{' (resume)' if resumed else ''}; storage {spec.display()}"
+            )
+            return 0
         if args.command == "run":
             from remedysweep.runner.orchestrate import run_sweep
 

@@ -160,12 +160,17 @@ def _write_folder_files(out_dir: Path, sweep: Sweep, spec: st.StorageSpec) -> No
     atomic_write(out_dir / RUN_FILE, json.dumps({"study": sweep.name, "storage": storage, "version": __version__}, indent=2))
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename: never half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -191,6 +196,7 @@ class Progress:
         self.start = time.monotonic()
         self.start_done: int | None = None
         self.last = ""
+        self.last_done = -1
         self.tty = self.stream.isatty()
 
     def update(self, counts: dict[str, Any]) -> None:
@@ -209,9 +215,10 @@ class Progress:
         width = 24
         filled = int(width * done / self.total) if self.total else width
         line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} runs · {outcomes or 'no results yet'} · {counts['running']} running{left}"
-        if line == self.last:
+        if line == self.last or (not self.tty and done == self.last_done):
             return
         self.last = line
+        self.last_done = done
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
         else:
