@@ -33,7 +33,7 @@ def to_svg(fig: Any) -> str:
     """The figure as inline SVG text (self-contained, no external references)."""
     plt = _plt()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     svg = buf.getvalue()
     return svg[svg.index("<svg"):]

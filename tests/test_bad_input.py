@@ -1,0 +1,171 @@
+"""Bad input: one line naming the file and key, exit 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from remedysweep.runner.cli import main
+
+from conftest import cli
+
+CORPUS = sorted((Path(__file__).parent / "bad_sweeps").glob("*.toml"))
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(args))
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 20
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_malformed_sweep_is_refused_before_anything_is_written(path: Path, tmp_path: Path):
+    expect = path.read_text().splitlines()[0].removeprefix("# expect: ").strip()
+    out = tmp_path / "run"
+    db = tmp_path / "study.db"
+    rc, stdout, stderr = run_main("run", str(path), "--out", str(out), "--storage", f"sqlite:///{db}", "--no-progress")
+    assert rc == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert str(path) in lines[0] and expect in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert not out.exists() and not db.exists()
+
+
+def test_no_traceback_from_a_real_process(tmp_path: Path):
+    r = cli("run", str(CORPUS[0]), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("run", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "missing.toml: file not found" in r.stderr
+
+
+def test_bad_flags_and_storage_urls(tmp_path: Path, tiny_sweep: Path):
+    rc, _, err = run_main("run", str(tiny_sweep), "--workers", "0")
+    assert rc == 2 and "--workers" in err
+    rc, _, err = run_main("run", str(tiny_sweep), "--out", str(tmp_path / "o"), "--storage", "redis://u:secret@h/0")
+    assert rc == 2 and "secret" not in err and "storage URL" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_read_only_output_folder_is_a_clear_error(tmp_path: Path, tiny_sweep: Path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write into read-only folders")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    rc, _, err = run_main("run", str(tiny_sweep), "--out", str(ro / "run"))
+    assert rc == 2 and "cannot write" in err
+
+
+# ----------------------------------------------------------------------------
+# Property-based: generated and mutated sweep files
+# ----------------------------------------------------------------------------
+
+VALID = """name = "prop"
+seeds = [0, 1]
+[data]
+dataset = "blobs"
+n_classes = 3
+[model]
+kind = "mlp"
+depth = 1
+[training]
+epochs = 3
+[outcome]
+window = 2
+[early_stop]
+patience = 2
+[knobs]
+loss = ["unfused", "fused_logits"]
+learning_rate = [0.001, 0.01]
+[sampler]
+kind = "grid"
+"""
+LINES = VALID.splitlines()
+
+values = hs.one_of(
+    hs.integers(-5, 100_000),
+    hs.floats(allow_nan=True, allow_infinity=True),
+    hs.booleans(),
+    hs.text(alphabet="abcdefghij_ \"[]{}=.,#\\", max_size=12),
+    hs.sampled_from(['["unfused"]', "[]", "[0.0]", '"grid"', '"random"', '{ low = 0.1, high = 0.01 }', "[1, 1]", '"tpe"']),
+)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return {float("inf"): "inf", float("-inf"): "-inf"}.get(v, "nan" if v != v else repr(v))
+    if isinstance(v, int):
+        return str(v)
+    return v
+
+
+@hs.composite
+def mutated(draw) -> str:
+    lines = list(LINES)
+    for _ in range(draw(hs.integers(1, 4))):
+        i = draw(hs.integers(0, len(lines) - 1))
+        kind = draw(hs.sampled_from(["delete", "value", "duplicate", "rename", "junk"]))
+        if kind == "delete":
+            lines.pop(i)
+        elif kind == "duplicate":
+            lines.insert(i, lines[i])
+        elif kind == "value" and "=" in lines[i]:
+            key = lines[i].split("=", 1)[0]
+            lines[i] = f"{key}= {_toml_value(draw(values))}"
+        elif kind == "rename" and "=" in lines[i]:
+            key, val = lines[i].split("=", 1)
+            lines[i] = f"{draw(hs.sampled_from(['seed', 'epochz', 'loss', 'width', 'kind', 'dataset', 'n_configs']))} ={val}"
+        else:
+            lines.insert(i, draw(hs.text(alphabet="ab=[]\"'#{}. \n", max_size=10)))
+        if not lines:
+            break
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=mutated())
+def test_mutated_sweep_files_never_crash(tmp_path_factory, text: str):
+    folder = tmp_path_factory.mktemp("prop")
+    path = folder / "sweep.toml"
+    path.write_text(text)
+    out = folder / "run"
+    rc, stdout, stderr = run_main("run", str(path), "--out", str(out), "--dry-run")
+    assert rc in (0, 2), (rc, stderr)
+    assert "Traceback" not in stderr
+    if rc == 2:
+        assert len(stderr.strip().splitlines()) == 1 and str(path) in stderr
+    else:
+        assert "is valid" in stdout
+    assert not out.exists()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=hs.dictionaries(hs.sampled_from(["name", "seeds", "knobs", "data", "model", "training", "sampler", "zzz"]),
+                           hs.one_of(hs.integers(), hs.text(max_size=5), hs.lists(hs.integers(), max_size=3),
+                                     hs.dictionaries(hs.sampled_from(["loss", "width", "dataset", "epochs", "kind"]), hs.one_of(hs.integers(), hs.text(max_size=4), hs.lists(hs.integers(0, 3), max_size=2)), max_size=3)),
+                           max_size=6))
+def test_generated_sweep_structures_are_validated(raw):
+    from remedysweep.runner.config import SweepError, parse_sweep
+
+    try:
+        parse_sweep(raw, "gen.toml")
+    except SweepError as exc:
+        assert str(exc).startswith("gen.toml: ") and "\n" not in str(exc)
