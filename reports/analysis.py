@@ -62,8 +62,9 @@ class RunData:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """Empty cells are missing; a knob value such as "nan" or "None" stays a string."""
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return pd.DataFrame()
 

@@ -183,7 +183,7 @@ def atomic_write(path: Path, text: str) -> None:
 def recover(study: optuna.Study, sweep: Sweep, spec: st.StorageSpec) -> dict[str, int]:
     """Fail and queue again the runs whose worker is gone, then fill any gap."""
     stale = st.fail_stale(study, spec)
-    return {"stale": stale, "requeued": st.reconcile(study, sweep)}
+    return {"stale": len(stale), "requeued": st.reconcile(study, sweep)}
 
 
 class Progress:
@@ -247,21 +247,47 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def run_workers(spec: st.StorageSpec, study_name: str, workers: int) -> None:
+def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callable[[str], None] = lambda s: None) -> None:
     """Run the queue to the end with ``workers`` local processes (joblib/loky), or
-    in this process for one worker."""
+    in this process for one worker.
+
+    When a worker process dies (killed, out of memory), loky ends the whole pool,
+    so the runs in flight are queued again and each is first retried alone in a
+    pool of one: only a run that kills its worker while alone counts against it
+    (:func:`study.handle_abandoned`), and the others go back to the pool."""
     if workers <= 1:
         from .worker import work
 
-        work(spec, study_name, threads=threads_per_worker(1))
+        work(spec, study_name, threads=threads_per_worker(1), isolated=True)
         return
     from joblib import Parallel, delayed
+    from joblib.externals.loky import ProcessPoolExecutor
+    from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
+
+    died = (TerminatedWorkerError, BrokenProcessPool)
 
     from .worker import worker_process
 
-    Parallel(n_jobs=workers, backend="loky")(
-        delayed(worker_process)(spec.url, study_name, threads_per_worker(workers)) for _ in range(workers)
-    )
+    study, _ = st.load(spec.open(), study_name)
+    threads = threads_per_worker(workers)
+    while True:
+        try:
+            Parallel(n_jobs=workers, backend="loky")(
+                delayed(worker_process)(spec.url, study_name, threads) for _ in range(workers)
+            )
+            return
+        except died as exc:
+            keys = st.fail_stale(study, spec)
+            log(f"a worker process ended abruptly ({type(exc).__name__}); retrying its {len(keys)} run(s) one at a time")
+            for key in keys:
+                for _ in range(st.MAX_ATTEMPTS):
+                    # A pool of one separate process (joblib's n_jobs=1 would run in this one).
+                    with ProcessPoolExecutor(max_workers=1) as alone:
+                        try:
+                            alone.submit(worker_process, spec.url, study_name, threads_per_worker(1), frozenset([key]), True).result()
+                            break
+                        except died:
+                            st.fail_stale(study, spec)
 
 
 def run_sweep(
@@ -304,16 +330,10 @@ def run_sweep(
     t0 = time.monotonic()
     interrupted = False
     try:
-        for attempt in range(10):
-            try:
-                run_workers(spec, sweep.name, workers)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                # A worker process died (killed, out of memory): recover and go on.
-                log(f"a worker stopped abruptly ({type(exc).__name__}); its run is queued again")
+        for _ in range(10):
+            run_workers(spec, sweep.name, workers, log)
             rec = recover(study, sweep, spec)
-            if st.progress_counts(study)["waiting"] == 0 and rec["requeued"] == 0:
+            if st.progress_counts(study)["waiting"] == 0 and rec["requeued"] == 0 and not rec["stale"]:
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -402,7 +422,7 @@ def join_as_worker(storage_url: str, study_name: str, *, workers: int = 1) -> in
     study, sweep = st.load(storage, study_name)
     st.fail_stale(study, spec)
     before = st.progress_counts(study)["done"]
-    run_workers(spec, study_name, workers)
+    run_workers(spec, study_name, workers, lambda s: print(s, file=sys.stderr))
     return st.progress_counts(study)["done"] - before
 
 

@@ -285,14 +285,15 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-MAX_ATTEMPTS = 2  # a run whose worker is killed this many times is recorded as failed
+MAX_ATTEMPTS = 2  # a run that kills its worker this many times, running alone, is recorded as failed
 
 
 def handle_abandoned(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Called once for each trial that ended without its result because its worker
-    died: queue the run again, or after ``MAX_ATTEMPTS`` such ends record it as
-    ``failed`` (a run that kills its worker, e.g. out of memory, must not stall or
-    end the sweep)."""
+    died: queue the run again, or, once it has killed its worker ``MAX_ATTEMPTS``
+    times while running alone (``isolated``), record it as ``failed``: a run that
+    kills its worker (out of memory, say) must neither stall nor end the sweep, and
+    runs that merely shared a worker pool with it must not be blamed."""
     key = trial_key(trial)
     if key is None or counted(trial):
         return
@@ -302,7 +303,7 @@ def handle_abandoned(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> No
             continue
         if counted(t) or t.state == TrialState.WAITING:
             return  # already done, or already queued again
-        if t.state == TrialState.FAIL:
+        if t.state == TrialState.FAIL and (t.system_attrs.get(WORKER_ATTR) or {}).get("isolated"):
             attempts += 1
     params = dict(trial.system_attrs.get("fixed_params") or trial.params)
     seed = params.pop("seed", None)
@@ -328,27 +329,29 @@ def handle_abandoned(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> No
     )
 
 
-def fail_stale(study: optuna.Study, spec: "StorageSpec") -> int:
+def fail_stale(study: optuna.Study, spec: "StorageSpec") -> list[str]:
     """Fail RUNNING trials whose worker is gone and handle each once
     (:func:`handle_abandoned`); returns how many this process failed.
 
     RDB storages: Optuna's heartbeat (``fail_stale_trials`` with the storage's
     ``failed_trial_callback``). The journal file, which has no heartbeat, is local
     to one machine, so a trial is stale when the process recorded as its worker on
-    this host no longer exists."""
+    this host no longer exists. On any storage a worker of this host that is gone
+    is found at once, without waiting for the heartbeat's grace period. Returns
+    the keys of the runs handled."""
     storage = study._storage
+    keys: list[str] = []
     if not spec.is_journal:
-        before = _stale_counter[0]
+        _stale_keys.clear()
         optuna.storages.fail_stale_trials(study)
-        return _stale_counter[0] - before
+        keys.extend(_stale_keys)
     host = socket.gethostname()
     now = time.time()
-    n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(WORKER_ATTR)
         if worker is None:
             started = t.datetime_start.timestamp() if t.datetime_start else now
-            stale = now - started > UNCLAIMED_GRACE
+            stale = spec.is_journal and now - started > UNCLAIMED_GRACE
         else:
             stale = worker.get("host") == host and not _pid_alive(int(worker.get("pid", -1)))
         if stale:
@@ -356,28 +359,36 @@ def fail_stale(study: optuna.Study, spec: "StorageSpec") -> int:
                 storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            n += 1
-            handle_abandoned(study, study._storage.get_trial(t._trial_id))
-    return n
+            handle_abandoned(study, storage.get_trial(t._trial_id))
+            if trial_key(t):
+                keys.append(trial_key(t))  # type: ignore[arg-type]
+    return keys
 
 
-_stale_counter = [0]
+_stale_keys: list[str] = []
 
 
 def _on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """RDBStorage ``failed_trial_callback``: runs once per trial this process failed."""
-    _stale_counter[0] += 1
+    if trial_key(trial):
+        _stale_keys.append(trial_key(trial))  # type: ignore[arg-type]
     handle_abandoned(study, trial)
 
 
-def claim(study: optuna.Study) -> int | None:
-    """Take one queued run: WAITING -> RUNNING succeeds for exactly one worker."""
+def claim(study: optuna.Study, only_keys: frozenset[str] | None = None, isolated: bool = False) -> int | None:
+    """Take one queued run: WAITING -> RUNNING succeeds for exactly one worker.
+    ``only_keys`` restricts it to those runs; ``isolated`` records that the run
+    has its worker process to itself."""
     storage = study._storage
     for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if only_keys is not None and trial_key(t) not in only_keys:
+            continue
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                 storage.set_trial_system_attr(
-                    t._trial_id, WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "claimed": time.time()}
+                    t._trial_id,
+                    WORKER_ATTR,
+                    {"host": socket.gethostname(), "pid": os.getpid(), "claimed": time.time(), "isolated": isolated},
                 )
                 return t._trial_id
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -104,6 +104,7 @@ def configure_tensorflow(intra_op_threads: int | None = None) -> None:
         except RuntimeError:
             pass  # TensorFlow already initialised in this process: keep its pools
     _THREADS_SET = True
+    tf.get_logger().setLevel("ERROR")
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)

@@ -78,8 +78,12 @@ def work(
     threads: int | None = None,
     max_runs: int | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    only_keys: frozenset[str] | None = None,
+    isolated: bool = False,
 ) -> int:
-    """Run queued runs of the study until none is left; returns how many ran."""
+    """Run queued runs of the study until none is left; returns how many ran.
+    ``only_keys``: take only those runs. ``isolated``: this process runs alone, so
+    if it dies the run it holds is to blame."""
     configure_tensorflow(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = spec.open()
@@ -90,9 +94,9 @@ def work(
     dataset = load_dataset(sweep.data)
     done = 0
     while max_runs is None or done < max_runs:
-        tid = st.claim(study)
-        if tid is None and sweep.sampler.kind != "grid" and _queue_proposal(study, sweep):
-            tid = st.claim(study)
+        tid = st.claim(study, only_keys, isolated)
+        if tid is None and only_keys is None and sweep.sampler.kind != "grid" and _queue_proposal(study, sweep):
+            tid = st.claim(study, None, isolated)
         if tid is None:
             break
         try:
@@ -119,6 +123,6 @@ def work(
     return done
 
 
-def worker_process(url: str, study_name: str, threads: int) -> int:
+def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset[str] | None = None, isolated: bool = False) -> int:
     """Entry point of a local worker process (joblib)."""
-    return work(st.StorageSpec(url), study_name, threads=threads)
+    return work(st.StorageSpec(url), study_name, threads=threads, only_keys=only_keys, isolated=isolated)
