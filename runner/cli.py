@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="discard an existing run or study of a different sweep definition")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--no-report", action="store_true", help="skip report.html")
+    r.add_argument("--queue-only", action="store_true", help="create the study and queue its runs, then leave them to 'remedysweep worker' processes")
     r.add_argument("--dry-run", action="store_true", help="validate the sweep file and the run folder, print the plan, write nothing")
 
     w = sub.add_parser("worker", help="join a sweep stored in a shared database", description="Run queued runs of an existing sweep study until none is left.")
@@ -84,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from remedysweep.runner.orchestrate import RunError
     from remedysweep.runner.study import StorageError
 
+    import warnings
+
+    # Optuna flags heartbeats as experimental; that is for Optuna's users, not ours.
+    warnings.filterwarnings("ignore", module="optuna")
+    warnings.filterwarnings("ignore", message=".*experimental.*")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -113,7 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plugins=tuple(args.plugin),
                 progress=not args.no_progress,
                 report=not args.no_report,
+                queue_only=args.queue_only,
             )
+            if args.queue_only:
+                print(f"queued: {summary.total - summary.done} runs of study {summary.study!r}; start workers with:")
+                print(f"  remedysweep worker --storage URL --study {summary.study}")
+                return 0
             outcomes = ", ".join(f"{v} {k}" for k, v in sorted(summary.outcomes.items()))
             print(f"{summary.done}/{summary.total} runs ({outcomes}) in {summary.seconds:.0f} s")
             print(f"results: {summary.out / 'trials.csv'}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -43,6 +44,7 @@ class RunSummary:
     outcomes: dict[str, int]
     seconds: float
     interrupted: bool = False
+    study: str = ""
 
 
 # ----------------------------------------------------------------------------
@@ -243,13 +245,33 @@ def _poll(spec: st.StorageSpec, name: str, progress: Progress, stop: threading.E
             pass
 
 
+def settle_after_interrupt(study: optuna.Study, spec: st.StorageSpec, timeout: float = 20.0) -> None:
+    """After Ctrl-C: wait for this machine's workers to exit, then fail whatever
+    they left RUNNING (a worker interrupted between two writes), so that the
+    study holds no RUNNING trial of ours and a rerun resumes cleanly."""
+    host = socket.gethostname()
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            st.fail_stale(study, spec)
+            ours = [
+                t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                if (t.system_attrs.get(st.WORKER_ATTR) or {}).get("host") == host
+            ]
+        except KeyboardInterrupt:
+            continue
+        if not ours or time.monotonic() > end:
+            return
+        time.sleep(0.3)
+
+
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callable[[str], None] = lambda s: None) -> None:
+def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callable[[str], None] = lambda s: None) -> int:
     """Run the queue to the end with ``workers`` local processes (joblib/loky), or
-    in this process for one worker.
+    in this process for one worker. Returns how many runs these workers finished.
 
     When a worker process dies (killed, out of memory), loky ends the whole pool,
     so the runs in flight are queued again and each is first retried alone in a
@@ -258,8 +280,7 @@ def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callab
     if workers <= 1:
         from .worker import work
 
-        work(spec, study_name, threads=threads_per_worker(1), isolated=True)
-        return
+        return work(spec, study_name, threads=threads_per_worker(1), isolated=True)
     from joblib import Parallel, delayed
     from joblib.externals.loky import ProcessPoolExecutor
     from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
@@ -270,12 +291,15 @@ def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callab
 
     study, _ = st.load(spec.open(), study_name)
     threads = threads_per_worker(workers)
+    finished = 0
     while True:
         try:
-            Parallel(n_jobs=workers, backend="loky")(
-                delayed(worker_process)(spec.url, study_name, threads) for _ in range(workers)
+            finished += sum(
+                Parallel(n_jobs=workers, backend="loky")(
+                    delayed(worker_process)(spec.url, study_name, threads) for _ in range(workers)
+                )
             )
-            return
+            return finished
         except died as exc:
             keys = st.fail_stale(study, spec)
             log(f"a worker process ended abruptly ({type(exc).__name__}); retrying its {len(keys)} run(s) one at a time")
@@ -284,7 +308,7 @@ def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callab
                     # A pool of one separate process (joblib's n_jobs=1 would run in this one).
                     with ProcessPoolExecutor(max_workers=1) as alone:
                         try:
-                            alone.submit(worker_process, spec.url, study_name, threads_per_worker(1), frozenset([key]), True).result()
+                            finished += alone.submit(worker_process, spec.url, study_name, threads_per_worker(1), frozenset([key]), True).result()
                             break
                         except died:
                             st.fail_stale(study, spec)
@@ -300,6 +324,7 @@ def run_sweep(
     plugins: tuple[str, ...] = (),
     progress: bool = True,
     report: bool = True,
+    queue_only: bool = False,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> RunSummary:
     """Validate, then run (or resume) a sweep and write its results and report."""
@@ -307,18 +332,22 @@ def run_sweep(
     if force and out_dir.exists() and not resumed:
         for name in (JOURNAL_FILE, TRIALS_CSV, CURVES_CSV, PROBES_CSV, REPORT_HTML, RUN_FILE, SWEEP_FILE, JOURNAL_FILE + ".lock"):
             (out_dir / name).unlink(missing_ok=True)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = open_study(sweep, spec, out_dir, force=force)
-    except RunError:
-        if not resumed and out_dir.exists() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+    except BaseException:
+        if created:  # nothing is left behind by a sweep that could not start
+            shutil.rmtree(out_dir, ignore_errors=True)
         raise
     _write_folder_files(out_dir, sweep, spec)
     rec = recover(study, sweep, spec)
     total = sweep.n_runs()
     counts = st.progress_counts(study)
+    if queue_only:
+        export(study, sweep, out_dir)
+        return RunSummary(out_dir, total, counts["done"], counts["outcomes"], 0.0, False, sweep.name)
     if resumed or counts["done"]:
         log(f"resuming {out_dir}: {counts['done']}/{total} runs done; {rec['stale']} left running by a stopped worker queued again")
     log(f"sweep {sweep.name!r}: {total} runs ({sweep.n_configs()} configurations x {len(sweep.seeds)} seeds), "
@@ -337,8 +366,7 @@ def run_sweep(
                 break
     except KeyboardInterrupt:
         interrupted = True
-        time.sleep(0.5)
-        st.fail_stale(study, spec)
+        settle_after_interrupt(study, spec)
         log("\ninterrupted: finished runs are kept; run the same command again to resume")
     finally:
         stop.set()
@@ -354,7 +382,7 @@ def run_sweep(
         from remedysweep.reports import write_report
 
         write_report(out_dir)
-    return RunSummary(out_dir, total, counts["done"], counts["outcomes"], time.monotonic() - t0, interrupted)
+    return RunSummary(out_dir, total, counts["done"], counts["outcomes"], time.monotonic() - t0, interrupted, sweep.name)
 
 
 # ----------------------------------------------------------------------------
@@ -421,9 +449,7 @@ def join_as_worker(storage_url: str, study_name: str, *, workers: int = 1) -> in
     storage = spec.open()
     study, sweep = st.load(storage, study_name)
     st.fail_stale(study, spec)
-    before = st.progress_counts(study)["done"]
-    run_workers(spec, study_name, workers, lambda s: print(s, file=sys.stderr))
-    return st.progress_counts(study)["done"] - before
+    return run_workers(spec, study_name, workers, lambda s: print(s, file=sys.stderr))
 
 
 def reexport(run_dir: Path, storage_url: str) -> None:

@@ -107,7 +107,7 @@ class StorageSpec:
                 self.url,
                 heartbeat_interval=HEARTBEAT_INTERVAL,
                 grace_period=GRACE_PERIOD,
-                failed_trial_callback=_on_stale,
+                heartbeat_stale_trial_callback=_on_stale,
                 engine_kwargs={"pool_pre_ping": True} if not self.url.startswith("sqlite") else None,
             )
         except Exception as exc:
@@ -334,7 +334,7 @@ def fail_stale(study: optuna.Study, spec: "StorageSpec") -> list[str]:
     (:func:`handle_abandoned`); returns how many this process failed.
 
     RDB storages: Optuna's heartbeat (``fail_stale_trials`` with the storage's
-    ``failed_trial_callback``). The journal file, which has no heartbeat, is local
+    ``heartbeat_stale_trial_callback``). The journal file, which has no heartbeat, is local
     to one machine, so a trial is stale when the process recorded as its worker on
     this host no longer exists. On any storage a worker of this host that is gone
     is found at once, without waiting for the heartbeat's grace period. Returns
@@ -369,7 +369,7 @@ _stale_keys: list[str] = []
 
 
 def _on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """RDBStorage ``failed_trial_callback``: runs once per trial this process failed."""
+    """RDBStorage ``heartbeat_stale_trial_callback``: runs once per trial this process failed."""
     if trial_key(trial):
         _stale_keys.append(trial_key(trial))  # type: ignore[arg-type]
     handle_abandoned(study, trial)
