@@ -100,7 +100,9 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    # Rounding must not put the interval on the wrong side of the estimate.
+    return (min(lo, p), max(hi, p))
 
 
 def fmt_rate(k: int, n: int) -> str:

@@ -50,7 +50,7 @@ def rate_bars(rates: pd.DataFrame, knob: str) -> Any:
         (w / 2, "collapse_rate", "collapse_lo", "collapse_hi", "collapsed (rose, then fell)", OUTCOME_COLORS["collapsed"]),
     ):
         vals = rates[col].to_numpy(dtype=float)
-        err = np.vstack([vals - rates[lo].to_numpy(dtype=float), rates[hi].to_numpy(dtype=float) - vals])
+        err = np.clip(np.vstack([vals - rates[lo].to_numpy(dtype=float), rates[hi].to_numpy(dtype=float) - vals]), 0, None)
         ax.bar(x + off, vals, w, yerr=err, capsize=3, label=label, color=color, alpha=0.85)
     ax.set_xticks(x, [f"{v}\n(n={n})" for v, n in zip(rates["value"], rates["runs"])])
     ax.set_ylim(0, 1.05)
@@ -203,7 +203,7 @@ def comparison_bars(a: pd.DataFrame, b: pd.DataFrame, knob: str, name_a: str, na
             else:
                 r = r.iloc[0]
                 vals.append(r["at_chance_rate"]); lo.append(r["at_chance_rate"] - r["at_chance_lo"]); hi.append(r["at_chance_hi"] - r["at_chance_rate"])
-        ax.bar(x + off, vals, w, yerr=[lo, hi], capsize=3, color=color, alpha=0.85, label=name)
+        ax.bar(x + off, vals, w, yerr=np.clip([lo, hi], 0, None), capsize=3, color=color, alpha=0.85, label=name)
     ax.set_xticks(x, [str(v) for v in values])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("ended at chance")

@@ -78,3 +78,35 @@ def need(tool: str, what: str) -> str:
             pytest.fail(f"{tool} ({what}) is not installed; .ci/run should have installed it")
         pytest.skip(f"{tool} ({what}) is not installed")
     return path
+
+
+EXAMPLE_PLUGIN = Path(__file__).parent / "plugin_example"
+
+
+def pip_install(*args: str) -> None:
+    """pip into the test environment (or a --target), offline for local folders."""
+    try:
+        import setuptools  # noqa: F401
+
+        isolation = ["--no-build-isolation"]
+    except ImportError:
+        isolation = []
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", *isolation, *args],
+        check=True, capture_output=True, text=True,
+    )
+
+
+def pytest_configure(config):
+    """Install the example plugin package (tests/plugin_example) into the test
+    environment before collection, so the contract suite covers it like any
+    installed remedy."""
+    import importlib.metadata
+
+    try:
+        installed = importlib.metadata.version("remedysweep-focal")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed != "0.2.0":
+        pip_install(str(EXAMPLE_PLUGIN))
+        importlib.invalidate_caches()

@@ -1,0 +1,193 @@
+"""Reports: pure analysis on constructed results, escaping, a real headless
+Chromium, partial/empty runs, and ``compare``."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import cli, need, write_sweep
+from remedysweep.reports import analysis as an
+
+HERE = Path(__file__).parent
+
+# ----------------------------------------------------------------------------
+# Pure analysis
+# ----------------------------------------------------------------------------
+
+
+def test_wilson_interval_known_values():
+    lo, hi = an.wilson(0, 9)
+    assert lo == 0.0 and hi == pytest.approx(0.2991, abs=1e-3)
+    lo, hi = an.wilson(9, 9)
+    assert lo == pytest.approx(0.7009, abs=1e-3) and hi == 1.0
+    lo, hi = an.wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert an.fmt_rate(3, 3) == "3/3 (44%–100%)"
+
+
+def fake_run(tmp_path: Path) -> an.RunData:
+    rows = []
+    n = 0
+    for loss in ("unfused", "fused_logits"):
+        for lr in (0.001, 0.05):
+            for seed in (0, 1, 2):
+                bad = loss == "unfused" and lr == 0.05
+                outcome = ("collapsed" if seed < 2 else "never_learned") if bad else "healthy"
+                rows.append({"trial_number": n, "config_id": f"{loss}-{lr}", "loss": loss, "learning_rate": lr, "seed": seed,
+                             "outcome": outcome, "final_val_accuracy": 0.1 if bad else 0.9 + seed / 100,
+                             "peak_val_accuracy": 0.9, "collapse_epoch": 3 if outcome == "collapsed" else None,
+                             "epochs_run": 5, "train_seconds": 1.0, "keras_fuses": None, "message": None,
+                             "first_nonfinite_epoch": None})
+                n += 1
+    trials = pd.DataFrame(rows)
+    curves = pd.DataFrame([
+        {"trial_number": r["trial_number"], "epoch": e, "val_accuracy": (0.9 if e < 3 else 0.1) if r["outcome"] == "collapsed" else 0.9,
+         "logit_abs_mean": 50.0 if r["outcome"] == "collapsed" else 5.0, "dead_fraction": 0.5, "grad_norm": 1.0,
+         "weight_norm": 10.0, "logit_spread": 1.0}
+        for r in rows for e in range(1, 6)
+    ])
+    sweep = {"name": "fake", "seeds": [0, 1, 2], "knobs": [{"name": "loss", "values": ["unfused", "fused_logits"]}, {"name": "learning_rate", "values": [0.001, 0.05]}],
+             "baseline": {"loss": "unfused", "learning_rate": 0.05}, "sampler": {"kind": "grid"}, "data": {"dataset": "digits"}}
+    return an.RunData(tmp_path, sweep, trials, curves, pd.DataFrame(), ["loss", "learning_rate"])
+
+
+def test_rates_per_value_and_pair(tmp_path: Path):
+    run = fake_run(tmp_path)
+    r = an.rates_by_value(run.trials, "loss").set_index("value")
+    assert r.loc["unfused", "runs"] == 6 and r.loc["unfused", "collapsed"] == 2 and r.loc["unfused", "at_chance"] == 3
+    assert r.loc["fused_logits", "at_chance"] == 0
+    p = an.rates_by_pair(run.trials, "loss", "learning_rate")
+    cell = p[(p["loss"] == "unfused") & (p["learning_rate"] == 0.05)].iloc[0]
+    assert cell["at_chance_rate"] == 1.0 and not cell["too_few"]
+
+
+def test_ranking_smallest_fix_and_headline(tmp_path: Path):
+    run = fake_run(tmp_path)
+    configs = an.config_table(run)
+    assert configs.iloc[-1]["config_id"] == "unfused-0.05"
+    fix = an.smallest_fix(run)
+    assert fix["baseline"]["at_chance"] == 3
+    assert len(fix["changes"]) == 1
+    assert an.headline(run).startswith("loss = unfused: 3/6") or an.headline(run).startswith("learning_rate = 0.05: 3/6")
+
+
+def test_aligned_curves_and_diagnostics(tmp_path: Path):
+    run = fake_run(tmp_path)
+    a = an.aligned_curves(run)
+    col = a[(a["outcome"] == "collapsed") & (a["offset"] == 0)]
+    assert (col["val_accuracy"] == 0.1).all() and len(col) == 2
+    d = an.diagnostics_at_collapse(run).set_index("diagnostic")
+    assert d.loc["mean |logit|", "collapsed_median"] == 50.0 and d.loc["mean |logit|", "healthy_median"] == 5.0
+
+
+def test_importance_ranks_the_knob_that_matters(tmp_path: Path):
+    imp = an.importance(fake_run(tmp_path))
+    assert set(imp["knob"]) == {"loss", "learning_rate"}
+    assert (imp["rate_spread"] == 0.5).all()
+
+
+# ----------------------------------------------------------------------------
+# Rendered reports
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evil_run(tmp_path_factory) -> Path:
+    """A real sweep with a plugin whose description, value and error message are HTML."""
+    folder = tmp_path_factory.mktemp("evil")
+    sweep = write_sweep(folder, name="evil_sweep", epochs=4)
+    text = sweep.read_text().replace("width = [16]", 'width = [16]\nevil = ["plain", "<b>bold</b>"]\nlearning_rate = [0.01]')
+    sweep.write_text(f'plugins = ["{HERE / "plugins" / "evil.py"}"]\n' + text)
+    out = folder / "run"
+    r = cli("run", str(sweep), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_plugin_text_is_escaped(evil_run: Path):
+    html = (evil_run / "report.html").read_text()
+    assert "<script>" not in html and "<img src=x" not in html and "<b>bold</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(3)&lt;/script&gt; in a message" in html
+
+
+def test_report_in_headless_chromium(evil_run: Path, tmp_path: Path):
+    chromium = need("chromium", "Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    report = evil_run / "report.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        errors, dialogs, requests = [], [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri(), wait_until="load")
+        decoded = page.evaluate(
+            """async () => {
+                const out = [];
+                for (const svg of document.querySelectorAll('svg')) {
+                    const xml = new XMLSerializer().serializeToString(svg);
+                    const img = new Image();
+                    img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(xml);
+                    try { await img.decode(); out.push(img.naturalWidth > 0 && img.naturalHeight > 0); }
+                    catch (e) { out.push(false); }
+                }
+                for (const img of document.images) out.push(img.complete && img.naturalWidth > 0);
+                return out;
+            }"""
+        )
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert decoded and all(decoded), decoded
+    assert errors == [] and dialogs == []
+    assert requests == [report.as_uri()], "the report loaded something besides itself"
+    assert width <= 1366, "the report needs horizontal scrolling on a laptop screen"
+
+
+def test_report_on_empty_and_partial_runs(tmp_path: Path, evil_run: Path):
+    partial = tmp_path / "partial"
+    shutil.copytree(evil_run, partial)
+    t = pd.read_csv(partial / "trials.csv")
+    total = len(t)
+    t.iloc[:1].to_csv(partial / "trials.csv", index=False)
+    r = cli("report", str(partial))
+    assert r.returncode == 0, r.stderr
+    html = (partial / "report.html").read_text()
+    assert f"Partial results: 1 of {total} runs" in html
+    for name in ("trials.csv", "curves.csv", "early_probes.csv"):
+        (partial / name).unlink()
+    r = cli("report", str(partial))
+    assert r.returncode == 0, r.stderr
+    assert f"No run has finished yet (0 of {total})" in (partial / "report.html").read_text()
+    r = cli("report", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "not a run folder" in r.stderr
+
+
+def test_compare_two_run_folders(tmp_path: Path, evil_run: Path):
+    other = tmp_path / "other"
+    shutil.copytree(evil_run, other)
+    t = pd.read_csv(other / "trials.csv")
+    t["outcome"] = "collapsed"
+    t.to_csv(other / "trials.csv", index=False)
+    out = tmp_path / "cmp.html"
+    r = cli("compare", str(evil_run), str(other), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "evil_sweep (run) vs evil_sweep (other)" in html and "<svg" in html
+    n = len(t) // 2  # runs per loss value
+    assert an.fmt_rate(n, n) in html  # every run of the second folder at chance
