@@ -95,7 +95,7 @@ def configure_tensorflow(intra_op_threads: int | None = None) -> None:
     """Quiet TensorFlow's logs and size its thread pools; call before the first op."""
     global _THREADS_SET
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    tf = _import_tensorflow_quietly()
 
     if intra_op_threads and not _THREADS_SET:
         try:
@@ -108,6 +108,27 @@ def configure_tensorflow(intra_op_threads: int | None = None) -> None:
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def _import_tensorflow_quietly() -> Any:
+    """Import TensorFlow with the C++ start-up notices (oneDNN, CUDA stub) that it
+    writes to stderr before its logging is configured sent to /dev/null. Python
+    errors still propagate."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
 
 
 # ----------------------------------------------------------------------------
@@ -224,7 +245,7 @@ def make_probe(built: BuiltTrial, dataset: Dataset, probe_size: int) -> Any:
     loss_fn = built.loss_fn
     softmax = keras.layers.Activation("softmax")
 
-    @tf.function
+    # Eager on purpose: a few small calls per run cost less than tracing them.
     def probe() -> dict[str, Any]:
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
@@ -252,7 +273,6 @@ def make_probe(built: BuiltTrial, dataset: Dataset, probe_size: int) -> Any:
         ) if preacts else tf.zeros([0])
         return out
 
-    @tf.function
     def probe_accuracy() -> Any:
         logits = inner(x, training=False)
         logits = logits[0] if isinstance(logits, (list, tuple)) else logits
@@ -298,17 +318,6 @@ def _recorder_class() -> Any:
             self.epoch = epoch
             self.step_in_epoch = 0
 
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            if self.epoch >= self.sweep.training.early_probe_epochs or not self.probe_steps:
-                return
-            before = self.step_in_epoch
-            self.step_in_epoch = batch + 1
-            for s in self.probe_steps:
-                if before < s <= self.step_in_epoch:
-                    acc = float(self.probe_accuracy())
-                    self.early_probes.append((round(self.epoch + self.step_in_epoch / self.spe, 4), acc))
-                    break
-
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs or {}
             for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -342,7 +351,29 @@ def _recorder_class() -> Any:
                 self.model.stop_training = True
                 self.early_stopped = epoch + 1 < self.sweep.training.epochs
 
-    return Recorder
+    class EarlyProbe(keras.callbacks.Callback):
+        """Accuracy on the probe batch at a few steps of the first epochs.
+
+        Kept apart from :class:`Recorder` and used only for those epochs: a
+        callback with a batch hook makes Keras wait for every step's results."""
+
+        def __init__(self, recorder: Recorder):
+            super().__init__()
+            self.recorder = recorder
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.recorder.step_in_epoch = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            r = self.recorder
+            before = r.step_in_epoch
+            r.step_in_epoch = batch + 1
+            for s in r.probe_steps:
+                if before < s <= r.step_in_epoch:
+                    r.early_probes.append((round(r.epoch + r.step_in_epoch / r.spe, 4), float(r.probe_accuracy())))
+                    break
+
+    return Recorder, EarlyProbe
 
 
 # ----------------------------------------------------------------------------
@@ -375,19 +406,25 @@ def run_trial(
         probe, probe_acc = make_probe(built, dataset, sweep.training.probe_size)
         if not diagnostics:
             probe = None
-        recorder = _recorder_class()(sweep, dataset.n_classes, built.steps_per_epoch, probe, probe_acc, early_stop)
+        recorder_cls, early_probe_cls = _recorder_class()
+        recorder = recorder_cls(sweep, dataset.n_classes, built.steps_per_epoch, probe, probe_acc, early_stop)
         callbacks = [recorder, *extra_callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
-        t0 = time.perf_counter()
-        built.model.fit(
-            built.x_train,
-            built.y_train,
+        epochs = sweep.training.epochs
+        probe_epochs = min(sweep.training.early_probe_epochs, epochs) if recorder.probe_steps else 0
+        fit = dict(
+            x=built.x_train,
+            y=built.y_train,
             batch_size=built.plan.fit.batch_size,
-            epochs=sweep.training.epochs,
             validation_data=(built.x_val, built.y_val),
             shuffle=True,
             verbose=0,
-            callbacks=callbacks,
         )
+        t0 = time.perf_counter()
+        # Two phases: the probed first epochs, then the rest without a batch hook.
+        if probe_epochs:
+            built.model.fit(**fit, epochs=probe_epochs, callbacks=[*callbacks, early_probe_cls(recorder)])
+        if probe_epochs < epochs and not built.model.stop_training:
+            built.model.fit(**fit, initial_epoch=probe_epochs, epochs=epochs, callbacks=callbacks)
         train_seconds = time.perf_counter() - t0
         error = None
     except Exception as exc:  # a fault in one run must not end the sweep

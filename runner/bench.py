@@ -1,0 +1,260 @@
+"""``remedysweep bench``: speed measured side by side in one run, on this machine.
+
+Figures (all ratios are of medians measured in this one process, alternating the
+two sides so that drift in machine load hits both):
+
+- ``overhead_ratio``: one run through remedysweep (diagnostics, in-epoch probes,
+  result stored in a journal study) / the same model, data, seed and epochs with
+  plain Keras ``model.fit``. Also the ratio of training time alone.
+- ``efficiency``: training FLOP/s counted from the model (forward + backward = 3x
+  the forward multiply-adds of the Dense layers) / this machine's float32 numpy
+  matmul peak, measured in the same run.
+- ``steps_per_execution_speedup``: plain Keras at steps_per_execution=16 vs 1.
+- ``runs_per_minute``: a sweep with 1 worker and with one worker per core.
+- ``packed_speedup``: training all seeds of a configuration in one graph is not
+  implemented, so it is reported as ``null``.
+
+It asserts nothing: a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def matmul_peak(n: int = 1024, repeats: int = 8) -> float:
+    """Best float32 GFLOP/s of an n x n numpy matmul."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def dense_train_flops(model: Any, samples: int) -> float:
+    """Training FLOPs for ``samples`` examples: 3 x (2 x in x out) per Dense layer."""
+    import keras
+
+    flops = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            fan_in, fan_out = layer.kernel.shape
+            flops += 2.0 * fan_in * fan_out
+    return 3.0 * flops * samples
+
+
+def _median_time(fn: Callable[[], float], repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def _bench_sweep(epochs: int) -> Any:
+    from .config import DataSpec, EarlyStopSpec, KnobSpec, ModelSpec, OutcomeSpec, Sweep, TrainingSpec
+
+    return Sweep(
+        name="bench",
+        source="<bench>",
+        data=DataSpec(dataset="digits"),
+        model=ModelSpec(kind="mlp", depth=2),
+        training=TrainingSpec(epochs=epochs),
+        knobs=(KnobSpec("loss", ("fused_logits",)), KnobSpec("width", (512,)), KnobSpec("learning_rate", (0.001,))),
+        seeds=(0,),
+        baseline=(("loss", "fused_logits"), ("width", 512), ("learning_rate", 0.001)),
+        outcome=OutcomeSpec(window=min(3, epochs)),
+        early_stop=EarlyStopSpec(enabled=False, patience=max(3, min(3, epochs))),
+    )
+
+
+def overhead(epochs: int, repeats: int) -> dict[str, Any]:
+    import gc
+
+    import keras
+    import optuna
+
+    from remedysweep.remedies import discover
+
+    from . import study as st
+    from .data import load_dataset
+    from .trial import TrialConfig, build_trial, run_trial
+
+    sweep = _bench_sweep(epochs)
+    registry = discover()
+    data = load_dataset(sweep.data)
+    config = TrialConfig.of(sweep.baseline_config(), 0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ours_total, ours_train, plain_total, plain_train = [], [], [], []
+    flops = None
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = st.StorageSpec.journal(Path(tmp) / "bench.journal")
+        study = st.create_or_load(spec.open(), sweep, "bench")
+
+        def plain() -> None:
+            nonlocal flops
+            t = time.perf_counter()
+            built = build_trial(sweep, config, registry, data)
+            t_fit = time.perf_counter()
+            built.model.fit(built.x_train, built.y_train, batch_size=32, epochs=epochs,
+                            validation_data=(built.x_val, built.y_val), shuffle=True, verbose=0)
+            end = time.perf_counter()
+            plain_total.append(end - t)
+            plain_train.append(end - t_fit)
+            flops = dense_train_flops(built.model, len(built.x_train)) * epochs
+
+        def ours() -> None:
+            t = time.perf_counter()
+            st.enqueue(study, config.knob_dict, config.seed)
+            tid = st.claim(study)
+            result = run_trial(sweep, config, registry, data)
+            st.save_result(study, tid, {**dataclasses.asdict(result), "knobs": config.knob_dict, "seed": 0}, [result.final_val_accuracy])
+            ours_total.append(time.perf_counter() - t)
+            ours_train.append(result.train_seconds)
+
+        for i in range(repeats):  # ABBA order: drift hits both sides alike
+            for fn in ((plain, ours) if i % 2 == 0 else (ours, plain)):
+                keras.backend.clear_session()
+                gc.collect()
+                fn()
+    med = statistics.median
+    return {
+        "overhead_ratio": med(ours_total) / med(plain_total),
+        "overhead_ratio_training_only": med(ours_train) / med(plain_train),
+        "remedysweep_run_seconds": med(ours_total),
+        "plain_keras_run_seconds": med(plain_total),
+        "plain_keras_train_seconds": med(plain_train),
+        "train_flops": flops,
+        "model": "MLP 64-512-512-10 on digits, batch 32, Adam, fused_logits",
+        "epochs": epochs,
+        "repeats": repeats,
+    }
+
+
+def steps_per_execution(epochs: int, repeats: int, peak_gflops: float) -> dict[str, Any]:
+    """Plain Keras fit time at steps_per_execution 1 and 16, and the efficiency of each."""
+    import keras
+
+    from remedysweep.remedies import discover
+
+    from .data import load_dataset
+    from .trial import TrialConfig, build_trial
+
+    registry = discover()
+    out: dict[str, Any] = {}
+    for spe in (1, 16):
+        sweep = _bench_sweep(epochs)
+        sweep = dataclasses.replace(sweep, training=dataclasses.replace(sweep.training, steps_per_execution=spe))
+        data = load_dataset(sweep.data)
+        times = []
+        for _ in range(repeats):
+            built = build_trial(sweep, TrialConfig.of(sweep.baseline_config(), 0), registry, data)
+            built.model.fit(built.x_train[:64], built.y_train[:64], batch_size=32, epochs=1, verbose=0)  # compile once
+            t = time.perf_counter()
+            built.model.fit(built.x_train, built.y_train, batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+            times.append(time.perf_counter() - t)
+            flops = dense_train_flops(built.model, len(built.x_train)) * epochs
+        med = statistics.median(times)
+        out[f"spe{spe}_seconds"] = med
+        out[f"spe{spe}_gflops"] = flops / med / 1e9
+        out[f"spe{spe}_efficiency"] = flops / med / 1e9 / peak_gflops
+        keras.backend.clear_session()
+    out["steps_per_execution_speedup"] = out["spe1_seconds"] / out["spe16_seconds"]
+    return out
+
+
+def runs_per_minute(quick: bool) -> dict[str, Any]:
+    """The same sweep with 1 worker and with one worker per core, side by side."""
+    from .orchestrate import run_sweep
+
+    cores = os.cpu_count() or 1
+    if quick:
+        text = """name = "bench_sweep"
+seeds = [0, 1]
+[data]
+dataset = "blobs"
+n_classes = 4
+n_features = 16
+n_samples = 400
+[model]
+kind = "mlp"
+depth = 2
+[training]
+epochs = 3
+[outcome]
+window = 2
+[early_stop]
+patience = 2
+[knobs]
+loss = ["unfused", "fused_logits"]
+width = [32, 64]
+"""
+    else:
+        text = (Path(__file__).resolve().parent.parent / "sweeps" / "quick.toml").read_text()
+    out: dict[str, Any] = {"sweep": "tiny blobs sweep (8 runs)" if quick else "sweeps/quick.toml", "workers": cores}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sweep.toml"
+        path.write_text(text)
+        for workers in (1, cores):
+            t = time.perf_counter()
+            summary = run_sweep(path, out=Path(tmp) / f"w{workers}", workers=workers, progress=False, report=False, log=lambda s: None)
+            seconds = time.perf_counter() - t
+            out[f"runs_per_minute_{workers}_workers"] = summary.done / seconds * 60
+            out[f"seconds_{workers}_workers"] = seconds
+    out["worker_speedup"] = out[f"runs_per_minute_{cores}_workers"] / out["runs_per_minute_1_workers"]
+    return out
+
+
+def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], None] = print) -> dict[str, Any]:
+    from .trial import configure_tensorflow
+
+    configure_tensorflow()
+    epochs, repeats = (3, 2) if quick else (15, 6)
+    peak = matmul_peak()
+    echo(f"float32 matmul peak (numpy, 1024x1024): {peak:.1f} GFLOP/s")
+    ov = overhead(epochs, repeats)
+    achieved = ov["train_flops"] / ov["plain_keras_train_seconds"] / 1e9
+    spe = steps_per_execution(epochs, repeats, peak)
+    rpm = runs_per_minute(quick)
+    result = {
+        "mode": "quick" if quick else "full",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "matmul_peak_gflops": peak,
+        **ov,
+        "achieved_gflops": achieved,
+        "efficiency": achieved / peak,
+        **spe,
+        **rpm,
+        "packed_speedup": None,
+        "packed_note": "seed packing (all seeds of a configuration in one graph) is not implemented",
+    }
+    cores = rpm["workers"]
+    rows = [
+        ("overhead_ratio (remedysweep run / plain model.fit run)", f"{result['overhead_ratio']:.3f}"),
+        ("  training time only", f"{result['overhead_ratio_training_only']:.3f}"),
+        ("efficiency (achieved / matmul peak)", f"{result['efficiency']:.1%} ({achieved:.1f} of {peak:.1f} GFLOP/s)"),
+        ("steps_per_execution 16 vs 1 (plain Keras)", f"{result['steps_per_execution_speedup']:.2f}x, efficiency {result['spe16_efficiency']:.1%}"),
+        (f"runs/minute, 1 worker ({rpm['sweep']})", f"{result['runs_per_minute_1_workers']:.1f}"),
+        (f"runs/minute, {cores} workers", f"{result['runs_per_minute_%d_workers' % cores]:.1f}"),
+        ("worker speed-up", f"{result['worker_speedup']:.2f}x"),
+        ("packed_speedup", "not implemented"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        echo(f"{name.ljust(width)}  {value}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    path.write_text(json.dumps(result, indent=2))
+    echo(f"wrote {path}")
+    return result
