@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -245,6 +246,15 @@ def _poll(spec: st.StorageSpec, name: str, progress: Progress, stop: threading.E
             pass
 
 
+INTERRUPTED = threading.Event()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Remember Ctrl-C even if a library swallows the KeyboardInterrupt."""
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def settle_after_interrupt(study: optuna.Study, spec: st.StorageSpec, timeout: float = 20.0) -> None:
     """After Ctrl-C: wait for this machine's workers to exit, then fail whatever
     they left RUNNING (a worker interrupted between two writes), so that the
@@ -301,6 +311,8 @@ def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callab
             )
             return finished
         except died as exc:
+            if INTERRUPTED.is_set():  # the workers died of Ctrl-C, not of a fault
+                raise KeyboardInterrupt from None
             keys = st.fail_stale(study, spec)
             log(f"a worker process ended abruptly ({type(exc).__name__}); retrying its {len(keys)} run(s) one at a time")
             for key in keys:
@@ -311,6 +323,8 @@ def run_workers(spec: st.StorageSpec, study_name: str, workers: int, log: Callab
                             finished += alone.submit(worker_process, spec.url, study_name, threads_per_worker(1), frozenset([key]), True).result()
                             break
                         except died:
+                            if INTERRUPTED.is_set():
+                                raise KeyboardInterrupt from None
                             st.fail_stale(study, spec)
 
 
@@ -358,9 +372,15 @@ def run_sweep(
     poller.start()
     t0 = time.monotonic()
     interrupted = False
+    INTERRUPTED.clear()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         for _ in range(10):
             run_workers(spec, sweep.name, workers, log)
+            if INTERRUPTED.is_set():  # joblib may end quietly when its workers are interrupted
+                raise KeyboardInterrupt
             rec = recover(study, sweep, spec)
             if st.progress_counts(study)["waiting"] == 0 and rec["requeued"] == 0 and not rec["stale"]:
                 break
@@ -369,6 +389,8 @@ def run_sweep(
         settle_after_interrupt(study, spec)
         log("\ninterrupted: finished runs are kept; run the same command again to resume")
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
         stop.set()
         poller.join(timeout=5)
         try:
