@@ -210,3 +210,19 @@ def comparison_bars(a: pd.DataFrame, b: pd.DataFrame, knob: str, name_a: str, na
     ax.set_title(knob)
     ax.legend(fontsize=7, frameon=False)
     return fig
+
+
+def curve_groups(series: dict[str, list[list[float]]], chance: float) -> Any:
+    """Validation accuracy per seed for each variant, one panel each."""
+    plt = _plt()
+    n = len(series)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.3), sharey=True, squeeze=False)
+    for ax, (name, curves) in zip(axes[0], series.items()):
+        for c in curves:
+            ax.plot(range(1, len(c) + 1), c, color="#c92a2a" if name == "your model" else "#1864ab", alpha=0.7, lw=1)
+        ax.axhline(chance, color="#868e96", ls=":", lw=1)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("val. accuracy")
+    return fig

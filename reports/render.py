@@ -251,3 +251,15 @@ def _labels(a: an.RunData, b: an.RunData) -> tuple[str, str]:
     if a.name != b.name:
         return a.name, b.name
     return f"{a.name} ({a.path.name})", f"{b.name} ({b.path.name})"
+
+
+def render_doctor(verdict: dict[str, Any]) -> str:
+    """The ``doctor`` report, in the sweep report's style."""
+    figs = []
+    if verdict.get("baseline_curves"):
+        series = {"your model": verdict["baseline_curves"]}
+        for t in verdict.get("tried", []):
+            if t.get("applicable") and t.get("curves"):
+                series[t["fix"]] = t["curves"]
+        figs.append(_svg(plots.curve_groups(series, 1.0 / verdict["n_classes"])))
+    return _env().get_template("doctor.html.j2").render(v=verdict, figs=figs)

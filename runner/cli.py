@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     rem = sub.add_parser("remedies", help="list every installed remedy")
     rem.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also load remedies from a local file")
 
+    d = sub.add_parser("doctor", help="diagnose your own Keras model", description="Reproduce your model's collapse over seeds and find the smallest fix.")
+    d.add_argument("--model", required=True, help="MODULE:FUNCTION (or FILE.py:FUNCTION) returning a compiled keras.Model, or a saved .keras file")
+    d.add_argument("--data", required=True, help="MODULE:FUNCTION returning ((x_train, y_train), (x_val, y_val)), or an .npz with those four arrays")
+    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--seeds", type=int, default=3)
+    d.add_argument("--out", default="doctor", help="folder for doctor.html and doctor.json (default: doctor)")
+    d.add_argument("--json", action="store_true", help="print the machine-readable verdict on stdout")
+
     b = sub.add_parser("bench", help="measure speed against plain Keras and the machine's matmul peak")
     b.add_argument("--quick", action="store_true", help="a short run for CI")
     b.add_argument("--out", default=".", help="folder for bench.json (default: current folder)")
@@ -155,6 +163,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "remedies":
             return cmd_remedies(args.plugin)
+        if args.command == "doctor":
+            from remedysweep.runner.doctor import DoctorError, diagnose, load_problem, write_doctor_report
+
+            if args.epochs < 1 or args.seeds < 1:
+                return _fail("--epochs and --seeds must be at least 1")
+            try:
+                problem = load_problem(args.model, args.data)
+                echo = (lambda s: print(s, file=sys.stderr)) if args.json else print
+                verdict = diagnose(problem, epochs=args.epochs, seeds=args.seeds, echo=echo)
+            except DoctorError as exc:
+                return _fail(str(exc))
+            path = write_doctor_report(verdict, Path(args.out))
+            if args.json:
+                import json
+
+                keys = ("baseline_outcome", "symptoms", "recommendation", "conclusion", "sanity_check", "baseline", "tried", "facts")
+                print(json.dumps({k: verdict.get(k) for k in keys}, indent=2, default=str))
+            else:
+                print(f"report: {path}")
+            return 0
         if args.command == "bench":
             from remedysweep.runner.bench import run_bench
 

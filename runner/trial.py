@@ -235,13 +235,28 @@ def make_probe(built: BuiltTrial, dataset: Dataset, probe_size: int) -> Any:
     model = built.model
     names = [layer.name for layer in model.layers]
     preact_names = [n for n in names if n.startswith("preact_")]
-    has_logits = "logits" in names
-    outputs = [model.get_layer("logits").output if has_logits else model.output]
-    outputs += [model.get_layer(n).output for n in preact_names]
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    if "logits" in names or not dense:
+        outputs = [model.get_layer("logits").output if "logits" in names else model.output]
+        outputs += [model.get_layer(n).output for n in preact_names]
+        affine: list[Any] = []
+    else:
+        # Any other model (doctor): logits and pre-activations recomputed from each
+        # Dense layer's input, kernel and bias, so a built-in activation is no obstacle.
+        affine = [dense[-1], *dense[:-1]]
+        outputs = [layer.input for layer in affine]
     inner = keras.Model(model.inputs, outputs)
+
+    def split(res: Any) -> tuple[Any, list[Any]]:
+        res = list(res) if isinstance(res, (list, tuple)) else [res]
+        if affine:
+            res = [tf.matmul(r, l.kernel) + (l.bias if l.use_bias else 0.0) for r, l in zip(res, affine)]
+        return res[0], res[1:]
+
     x_np, y_np = dataset.probe_batch(probe_size)
     x = tf.constant(x_np)
     y = tf.constant(one_hot(y_np, dataset.n_classes))
+    y_loss = y if np.asarray(built.y_train).ndim == 2 else tf.constant(y_np)
     loss_fn = built.loss_fn
     softmax = keras.layers.Activation("softmax")
 
@@ -249,12 +264,10 @@ def make_probe(built: BuiltTrial, dataset: Dataset, probe_size: int) -> Any:
     def probe() -> dict[str, Any]:
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
-            loss = tf.reduce_mean(loss_fn(y, pred))
+            loss = tf.reduce_mean(loss_fn(y_loss, pred))
         grads = tape.gradient(loss, model.trainable_variables)
         grads = [g for g in grads if g is not None]
-        res = inner(x, training=False)
-        res = res if isinstance(res, (list, tuple)) else [res]
-        logits, preacts = res[0], res[1:]
+        logits, preacts = split(inner(x, training=False))
         weight_sq = tf.add_n([tf.reduce_sum(tf.square(w)) for w in model.trainable_variables])
         out = {
             "logit_abs_mean": tf.reduce_mean(tf.abs(logits)),
@@ -274,8 +287,7 @@ def make_probe(built: BuiltTrial, dataset: Dataset, probe_size: int) -> Any:
         return out
 
     def probe_accuracy() -> Any:
-        logits = inner(x, training=False)
-        logits = logits[0] if isinstance(logits, (list, tuple)) else logits
+        logits, _ = split(inner(x, training=False))
         return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(y, -1)), tf.float32))
 
     return probe, probe_accuracy
@@ -396,13 +408,42 @@ def run_trial(
     from .losses import keras_fusion_check
 
     dataset = dataset or load_dataset(sweep.data)
+    result = train_and_record(
+        sweep, lambda: build_trial(sweep, config, registry, dataset), dataset,
+        diagnostics=diagnostics, early_stop=early_stop, extra_callbacks=extra_callbacks,
+    )
+    if config.knob_dict.get("loss") == "keras_default":
+        result.keras_fusion = keras_fusion_check()
+    return result
+
+
+def _error_message(exc: BaseException) -> str:
+    error = f"{type(exc).__name__}: {exc}".strip()
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        last = tb[-1]
+        error += f" (at {os.path.basename(last.filename)}:{last.lineno})"
+    return error
+
+
+def train_and_record(
+    sweep: Sweep,
+    build: Any,
+    dataset: Dataset,
+    *,
+    diagnostics: bool = True,
+    early_stop: bool | None = None,
+    extra_callbacks: tuple[Any, ...] = (),
+) -> RunResult:
+    """Build (``build() -> BuiltTrial``), train with the diagnostics, classify.
+    Shared by sweeps and ``doctor``; never raises for a fault inside the run."""
     early_stop = sweep.early_stop.enabled if early_stop is None else early_stop
     recorder = None
     t0 = time.perf_counter()
     train_seconds = 0.0
     built = None
     try:
-        built = build_trial(sweep, config, registry, dataset)
+        built = build()
         probe, probe_acc = make_probe(built, dataset, sweep.training.probe_size)
         if not diagnostics:
             probe = None
@@ -429,16 +470,11 @@ def run_trial(
         error = None
     except Exception as exc:  # a fault in one run must not end the sweep
         train_seconds = time.perf_counter() - t0
-        error = f"{type(exc).__name__}: {exc}".strip()
-        tb = traceback.extract_tb(exc.__traceback__)
-        if tb:
-            last = tb[-1]
-            error += f" (at {os.path.basename(last.filename)}:{last.lineno})"
+        error = _error_message(exc)
     curves = recorder.curves if recorder else {c: [] for c in CURVE_COLUMNS}
     early = recorder.early_probes if recorder else []
     nonfinite = recorder.nonfinite_epoch if recorder else None
     c = classify(curves["val_accuracy"], dataset.n_classes, sweep.outcome, early_probes=early, nonfinite_epoch=nonfinite, error=error)
-    fusion = keras_fusion_check() if config.knob_dict.get("loss") == "keras_default" else {}
     return RunResult(
         outcome=c.outcome.value,
         peak_val_accuracy=c.peak,
@@ -448,12 +484,11 @@ def run_trial(
         peak_epoch=c.peak_epoch,
         collapse_epoch=c.collapse_epoch,
         first_nonfinite_epoch=nonfinite,
-        early_stopped=bool(recorder and recorder.early_stopped and c.outcome in (RunOutcome.COLLAPSED, RunOutcome.DIVERGED)),
+        early_stopped=bool(recorder and recorder.early_stopped),
         message=(error or "")[:2000],
         curves=curves,
         early_probes=early,
         dead_by_layer=recorder.dead_by_layer if recorder else [],
         plan_changes=built.plan.changes() if built else {},
-        keras_fusion=fusion,
         n_params=int(built.model.count_params()) if built else 0,
     )
