@@ -372,7 +372,7 @@ def importance(run: RunData) -> pd.DataFrame:
 
     Caveats: with few runs per value both are noisy; fANOVA needs at least two
     values per knob and treats the grid's runs as independent samples."""
-    t = run.trials
+    t = binned(run)
     knobs = swept_knobs(run)
     rows = []
     for k in knobs:
@@ -386,13 +386,14 @@ def importance(run: RunData) -> pd.DataFrame:
 
 
 def _fanova(run: RunData, knobs: list[str]) -> list[float]:
-    t = run.trials
+    t = binned(run)
     if len(t) < 8 or not knobs:
         return [float("nan")] * len(knobs)
     try:
         import optuna
         from optuna.distributions import CategoricalDistribution
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = {k: CategoricalDistribution(sorted(t[k].dropna().unique().tolist(), key=str)) for k in knobs}
         trials = []
         for _, row in t.iterrows():
@@ -414,3 +415,40 @@ def _py(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def binned(run: RunData, bins: int = 4) -> pd.DataFrame:
+    """The trials with each range knob (random/TPE) cut into quantile bins, so
+    per-value tables compare groups of runs rather than single draws."""
+    t = run.trials.copy()
+    ranged = {k["name"] for k in run.sweep.get("knobs", []) if k.get("low") is not None}
+    for k in ranged:
+        if k in t and t[k].nunique() > bins:
+            values = pd.to_numeric(t[k], errors="coerce")
+            cut = pd.qcut(values, q=bins, duplicates="drop")
+            t[k] = cut.apply(lambda iv: f"[{iv.left:.3g}, {iv.right:.3g}]").astype(str)
+    return t
+
+
+def pareto(run: RunData) -> pd.DataFrame:
+    """Multi-objective sweeps: configurations on the Pareto front of median
+    collapse-aware accuracy (higher is better) against the second objective
+    (median training seconds, or the share of seeds that collapsed or diverged;
+    lower is better)."""
+    objective = run.sweep.get("sampler", {}).get("objective", "accuracy")
+    t = run.trials
+    if objective == "accuracy" or t.empty:
+        return pd.DataFrame()
+    chance = 1.0 / run.n_classes
+    score = pd.to_numeric(t["final_val_accuracy"], errors="coerce").where(~t["outcome"].isin(BAD_OUTCOMES), chance)
+    second = (pd.to_numeric(t["train_seconds"], errors="coerce") if objective == "accuracy_vs_time"
+              else t["outcome"].isin(["collapsed", "diverged"]).astype(float))
+    df = pd.DataFrame({"config_id": t["config_id"], "score": score, "second": second})
+    agg = df.groupby("config_id").agg(score=("score", "median"), second=("second", "mean" if objective != "accuracy_vs_time" else "median"), runs=("score", "size"))
+    front = [cid for cid, row in agg.iterrows()
+             if not ((agg["score"] >= row["score"]) & (agg["second"] <= row["second"]) & ((agg["score"] > row["score"]) | (agg["second"] < row["second"]))).any()]
+    out = agg.loc[front].reset_index().sort_values("score", ascending=False)
+    knobs = t.drop_duplicates("config_id").set_index("config_id")[[k for k in run.knobs if k in t]]
+    out = out.join(knobs, on="config_id")
+    out["second_name"] = "median train seconds" if objective == "accuracy_vs_time" else "share collapsed or diverged"
+    return out.reset_index(drop=True)

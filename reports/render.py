@@ -134,20 +134,21 @@ def build_context(run: an.RunData) -> dict[str, Any]:
     }
     swept = an.swept_knobs(run)
     ctx["contrast"] = _loss_contrast(run)
+    tb = an.binned(run)  # range knobs in quantile bins
     for knob in swept:
-        rates = an.rates_by_value(t, knob)
+        rates = an.rates_by_value(tb, knob)
         iso = an.isolation(run, knob)
         ctx["knobs"].append(
             {
                 "name": knob,
                 "rates": _records(rates),
                 "bars": _svg(plots.rate_bars(rates, knob)),
-                "strip": _svg(plots.accuracy_strip(t, knob)),
+                "strip": _svg(plots.accuracy_strip(tb, knob)),
                 "isolation": _svg(plots.isolation_plot(iso, knob)) if not iso.empty else None,
             }
         )
     for a, b in an.interesting_pairs(run):
-        pr = an.rates_by_pair(t, a, b)
+        pr = an.rates_by_pair(tb, a, b)
         ctx["pairs"].append({"a": a, "b": b, "heatmap": _svg(plots.pair_heatmap(pr, a, b))})
     configs = an.config_table(run)
     ctx["configs"] = _records(configs.head(15))
@@ -166,6 +167,9 @@ def build_context(run: an.RunData) -> dict[str, Any]:
     ctx["importance"] = _records(an.importance(run))
     ctx["failures"] = _records(an.failures(run))
     ctx["seed_spread"] = _seed_spread(run)
+    front = an.pareto(run)
+    ctx["pareto"] = _records(front)
+    ctx["pareto_second"] = front["second_name"].iloc[0] if not front.empty else ""
     return ctx
 
 

@@ -148,10 +148,13 @@ def directions(sweep: Sweep) -> list[str]:
 
 
 def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
-    """Grid runs are all queued up front, so the sampler never chooses for them."""
+    """Grid runs are all queued up front, so the sampler never chooses for them.
+    For random/TPE each worker process seeds its sampler differently, or parallel
+    workers would draw the same configurations."""
+    seed = (sweep.seeds[0] * 1_000_003 + os.getpid() * 7919 + time.time_ns()) % 2**31
     if sweep.sampler.kind == "tpe":
-        return optuna.samplers.TPESampler(seed=sweep.seeds[0], multivariate=True)
-    return optuna.samplers.RandomSampler(seed=sweep.seeds[0])
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def find_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.study.StudySummary | None:

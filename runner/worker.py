@@ -66,6 +66,10 @@ def _queue_proposal(study: optuna.Study, sweep: Sweep) -> bool:
     return True
 
 
+def _already_proposed(study: optuna.Study, config: TrialConfig) -> bool:
+    return any(st.trial_key(t) == config.key for t in study.get_trials(deepcopy=False))
+
+
 def _is_proposal(study: optuna.Study, trial_id: int, sweep: Sweep) -> bool:
     fixed = study._storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
     return not all(k in fixed for k in sweep.knob_names)
@@ -93,6 +97,7 @@ def work(
 
     dataset = load_dataset(sweep.data)
     done = 0
+    duplicates = 0
     while max_runs is None or done < max_runs:
         tid = st.claim(study, only_keys, isolated)
         if tid is None and only_keys is None and sweep.sampler.kind != "grid" and _queue_proposal(study, sweep):
@@ -104,6 +109,14 @@ def work(
                 trial = optuna.trial.Trial(study, tid)
                 config = _suggest(trial, sweep)
                 if _is_proposal(study, tid, sweep):
+                    if _already_proposed(study, config):
+                        # The sampler drew a configuration that already runs: give
+                        # the slot back (no result, no key) and draw again.
+                        st.release(study, tid)
+                        duplicates += 1
+                        if duplicates > 50:
+                            break
+                        continue
                     storage.set_trial_user_attr(tid, st.KEY_ATTR, config.key)
                     storage.set_trial_system_attr(tid, PROPOSED_ATTR, True)
                     for seed in sweep.seeds[1:]:
