@@ -11,6 +11,8 @@ two sides so that drift in machine load hits both):
   matmul peak, measured in the same run.
 - ``steps_per_execution_speedup``: plain Keras at steps_per_execution=16 vs 1.
 - ``runs_per_minute``: a sweep with 1 worker and with one worker per core.
+- ``early_stop_*``: the same sweep with the collapse-aware early stop off: the
+  epochs and training time saved, and the agreement of outcomes.
 - ``packed_speedup``: training all seeds of a configuration in one graph is not
   implemented, so it is reported as ``null``.
 
@@ -212,8 +214,42 @@ width = [32, 64]
             seconds = time.perf_counter() - t
             out[f"runs_per_minute_{workers}_workers"] = summary.done / seconds * 60
             out[f"seconds_{workers}_workers"] = seconds
-    out["worker_speedup"] = out[f"runs_per_minute_{cores}_workers"] / out["runs_per_minute_1_workers"]
+        out["worker_speedup"] = out[f"runs_per_minute_{cores}_workers"] / out["runs_per_minute_1_workers"]
+        # Early stop: the same sweep, every run to its last epoch, against the
+        # early-stopped 1-worker run above.
+        full = Path(tmp) / "full.toml"
+        full.write_text(_without_early_stop(text))
+        run_sweep(full, out=Path(tmp) / "full_length", workers=cores, progress=False, report=False, log=lambda s: None)
+        out.update(early_stop_effect(Path(tmp) / "w1" / "trials.csv", Path(tmp) / "full_length" / "trials.csv"))
     return out
+
+
+def _without_early_stop(text: str) -> str:
+    import re
+
+    text = re.sub(r"(?ms)^\[early_stop\].*?(?=^\[|\Z)", "", text)
+    return text + "\n[early_stop]\nenabled = false\npatience = 3\n"
+
+
+def early_stop_effect(stopped_csv: Path, full_csv: Path) -> dict[str, Any]:
+    """Epochs and training time saved by the early stop, and how often the
+    outcome of an early-stopped run matches the full-length run of the same
+    configuration and seed."""
+    import pandas as pd
+
+    a = pd.read_csv(stopped_csv, keep_default_na=False, na_values=[""])
+    b = pd.read_csv(full_csv, keep_default_na=False, na_values=[""])
+    m = a.merge(b, on=["config_id", "seed"], suffixes=("_stop", "_full"))
+    collapsed_full = m[m["outcome_full"] == "collapsed"]
+    return {
+        "early_stop_runs_compared": int(len(m)),
+        "early_stop_runs_stopped": int((m["epochs_run_stop"] < m["epochs_run_full"]).sum()),
+        "early_stop_epochs_saved": float(1 - m["epochs_run_stop"].sum() / m["epochs_run_full"].sum()),
+        "early_stop_seconds_saved": float(1 - m["train_seconds_stop"].sum() / m["train_seconds_full"].sum()),
+        "early_stop_outcome_agreement": float((m["outcome_stop"] == m["outcome_full"]).mean()),
+        "early_stop_collapsed_in_full_runs": int(len(collapsed_full)),
+        "early_stop_collapsed_agreement": float((collapsed_full["outcome_stop"] == "collapsed").mean()) if len(collapsed_full) else None,
+    }
 
 
 def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -248,6 +284,10 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
         (f"runs/minute, 1 worker ({rpm['sweep']})", f"{result['runs_per_minute_1_workers']:.1f}"),
         (f"runs/minute, {cores} workers", f"{result['runs_per_minute_%d_workers' % cores]:.1f}"),
         ("worker speed-up", f"{result['worker_speedup']:.2f}x"),
+        ("early stop: epochs saved / train time saved", f"{result['early_stop_epochs_saved']:.1%} / {result['early_stop_seconds_saved']:.1%} "
+         f"({result['early_stop_runs_stopped']} of {result['early_stop_runs_compared']} runs stopped)"),
+        ("early stop: outcomes equal to full-length runs", f"{result['early_stop_outcome_agreement']:.1%}; collapsed runs "
+         + (f"{result['early_stop_collapsed_agreement']:.0%} of {result['early_stop_collapsed_in_full_runs']}" if result["early_stop_collapsed_agreement"] is not None else "none collapsed")),
         ("packed_speedup", "not implemented"),
     ]
     width = max(len(r[0]) for r in rows)
