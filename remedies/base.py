@@ -57,49 +57,56 @@ class Categorical:
         return self.choices
 
 
+class _Range:
+    """Shared part of the numeric ranges; ``examples`` are the values the contract
+    suite and a grid use when no list is given."""
+
+    low: Any
+    high: Any
+    log: bool
+    examples: tuple[Any, ...]
+    kind = ""
+
+    def _typed(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def contains(self, value: Any) -> bool:
+        return self._typed(value) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        scale = ", log scale" if self.log else ""
+        return f"{self.kind} in [{self.low:g}, {self.high:g}]{scale}"
+
+    def grid_values(self) -> tuple[Any, ...]:
+        return self.examples
+
+
 @dataclass(frozen=True)
-class FloatRange:
+class FloatRange(_Range):
     """A continuous range; ``log=True`` samples it on a log scale."""
 
     low: float
     high: float
     log: bool = False
     examples: tuple[float, ...] = ()
+    kind = "float"
 
-    def contains(self, value: Any) -> bool:
-        return (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and self.low <= value <= self.high
-        )
-
-    def describe(self) -> str:
-        scale = ", log scale" if self.log else ""
-        return f"float in [{self.low:g}, {self.high:g}]{scale}"
-
-    def grid_values(self) -> tuple[Any, ...]:
-        return self.examples
+    def _typed(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
-class IntRange:
+class IntRange(_Range):
     """An integer range; ``log=True`` samples it on a log scale."""
 
     low: int
     high: int
     log: bool = False
     examples: tuple[int, ...] = ()
+    kind = "integer"
 
-    def contains(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
-
-    def describe(self) -> str:
-        scale = ", log scale" if self.log else ""
-        return f"integer in [{self.low}, {self.high}]{scale}"
-
-    def grid_values(self) -> tuple[Any, ...]:
-        return self.examples
+    def _typed(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
 
 
 Space = Categorical | FloatRange | IntRange
