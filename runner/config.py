@@ -71,13 +71,16 @@ class TrainingSpec:
     """``early_probes``: accuracy checks on the probe batch inside each of the first
     ``early_probe_epochs`` epochs, at geometrically spaced steps (1, 2, 3, 7, ...),
     to see a rise that falls before the epoch ends.
-    ``probe_size``: samples in the fixed probe batch the diagnostics use."""
+    ``probe_size``: samples in the fixed probe batch the diagnostics use.
+    ``pack_seeds``: train all seeds of an MLP configuration together in one graph
+    (see :mod:`remedysweep.runner.packed`); what cannot be packed runs alone."""
 
     epochs: int = 15
     early_probes: int = 6
     early_probe_epochs: int = 1
     probe_size: int = 256
     steps_per_execution: int = 1
+    pack_seeds: bool = False
 
 
 @dataclass(frozen=True)

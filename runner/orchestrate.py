@@ -415,7 +415,7 @@ def run_sweep(
 TRIAL_COLUMNS = (
     "trial_number", "config_id", "seed", "outcome", "peak_val_accuracy", "final_val_accuracy",
     "epochs_run", "train_seconds", "peak_epoch", "collapse_epoch", "first_nonfinite_epoch",
-    "early_stopped", "n_params", "keras_fuses", "message",
+    "early_stopped", "n_params", "keras_fuses", "packed_seeds", "message",
 )
 
 

@@ -73,6 +73,8 @@ class RunResult:
     plan_changes: dict[str, str] = field(default_factory=dict)
     keras_fusion: dict[str, float] = field(default_factory=dict)
     n_params: int = 0
+    packed_seeds: int = 0  # >0: trained packed with this many seeds of its configuration
+    pack_note: str = ""  # why packing was asked for but not done
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=True)

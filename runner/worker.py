@@ -6,6 +6,7 @@ joblib) and ``remedysweep worker`` (any machine that reaches the storage).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from remedysweep.remedies import discover
 
 from . import study as st
 from .config import Sweep, run_key
+from .packed import run_packed, why_not_packable
 from .trial import RunResult, TrialConfig, configure_tensorflow, run_trial
 
 PROPOSED_ATTR = "remedysweep:proposed"
@@ -66,6 +68,17 @@ def _queue_proposal(study: optuna.Study, sweep: Sweep) -> bool:
     return True
 
 
+def _claim_siblings(study: optuna.Study, sweep: Sweep, config: TrialConfig, isolated: bool) -> list[int]:
+    """Claim the other queued seeds of ``config`` to train them packed."""
+    keys = frozenset(run_key(config.knob_dict, s) for s in sweep.seeds if s != config.seed)
+    out = []
+    while True:
+        tid = st.claim(study, keys, isolated)
+        if tid is None:
+            return out
+        out.append(tid)
+
+
 def _already_proposed(study: optuna.Study, config: TrialConfig) -> bool:
     return any(st.trial_key(t) == config.key for t in study.get_trials(deepcopy=False))
 
@@ -104,8 +117,10 @@ def work(
             tid = st.claim(study, None, isolated)
         if tid is None:
             break
+        group = [tid]
         try:
-            with st.Heartbeat(storage, tid):
+            with contextlib.ExitStack() as beats:
+                beats.enter_context(st.Heartbeat(storage, tid))
                 trial = optuna.trial.Trial(study, tid)
                 config = _suggest(trial, sweep)
                 if _is_proposal(study, tid, sweep):
@@ -121,18 +136,33 @@ def work(
                     storage.set_trial_system_attr(tid, PROPOSED_ATTR, True)
                     for seed in sweep.seeds[1:]:
                         st.enqueue(study, config.knob_dict, seed)
-                result = run_trial(sweep, config, registry, dataset)
-            payload = asdict(result)
-            payload["knobs"] = config.knob_dict
-            payload["seed"] = config.seed
-            payload["key"] = run_key(config.knob_dict, config.seed)
-            st.save_result(study, tid, payload, objective_values(sweep, result, dataset.n_classes))
+                configs = [config]
+                reason = why_not_packable(sweep, config.knob_dict, registry) if sweep.training.pack_seeds else None
+                if sweep.training.pack_seeds and reason is None and only_keys is None:
+                    for sibling in _claim_siblings(study, sweep, config, isolated):
+                        group.append(sibling)
+                        beats.enter_context(st.Heartbeat(storage, sibling))
+                        configs.append(_suggest(optuna.trial.Trial(study, sibling), sweep))
+                if sweep.training.pack_seeds and reason is None:
+                    results = run_packed(sweep, config.knob_dict, [c.seed for c in configs], registry, dataset)
+                    for r in results:
+                        r.packed_seeds = len(configs)
+                else:
+                    results = [run_trial(sweep, config, registry, dataset)]
+                    results[0].pack_note = reason or ""
+            for t, c, result in zip(group, configs, results):
+                payload = asdict(result)
+                payload["knobs"] = c.knob_dict
+                payload["seed"] = c.seed
+                payload["key"] = run_key(c.knob_dict, c.seed)
+                st.save_result(study, t, payload, objective_values(sweep, result, dataset.n_classes))
+                done += 1
+                if on_result is not None:
+                    on_result(result)
         except BaseException:
-            st.release(study, tid)  # Ctrl-C or a crash of the worker itself: queue it again
+            for t in group:
+                st.release(study, t)  # Ctrl-C or a crash of the worker itself: queue them again
             raise
-        done += 1
-        if on_result is not None:
-            on_result(result)
     return done
 
 
