@@ -36,6 +36,7 @@ TRIALS_COLUMNS_DOC = {
     "early_stopped": "stopped before the last epoch by the collapse-aware early stop",
     "n_params": "trainable and non-trainable parameters of the model",
     "keras_fuses": "keras_default runs: whether Keras computed the fused form in that process",
+    "packed_seeds": "seeds of the configuration trained together in one graph (0: trained alone)",
     "message": "the exception of a failed run",
 }
 CURVES_COLUMNS_DOC = {

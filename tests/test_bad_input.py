@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,14 +65,60 @@ def test_bad_flags_and_storage_urls(tmp_path: Path, tiny_sweep: Path):
     assert not (tmp_path / "o").exists()
 
 
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str):
+    """A real small or read-only file system (root only), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def test_read_only_output_folder_is_a_clear_error(tmp_path: Path, tiny_sweep: Path):
-    if os.geteuid() == 0:
-        pytest.skip("root can write into read-only folders")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    rc, _, err = run_main("run", str(tiny_sweep), "--out", str(ro / "run"))
-    assert rc == 2 and "cannot write" in err
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        rc, _, err = run_main("run", str(tiny_sweep), "--out", str(ro / "run"))
+        assert rc == 2 and "cannot write there" in err and "Traceback" not in err
+        assert not any(ro.iterdir())
+
+
+def test_full_disk_is_refused_before_running(tmp_path: Path, tiny_sweep: Path):
+    with tmpfs(tmp_path / "small", "size=4m") as small:
+        rc, _, err = run_main("run", str(tiny_sweep), "--out", str(small / "run"))
+        assert rc == 2 and "free on that disk" in err
+        assert not (small / "run").exists()
+
+
+def test_disk_full_while_writing_the_report_leaves_no_half_file(tmp_path: Path, tiny_sweep: Path):
+    """The report is written to a temporary file and renamed: when the disk fills
+    up, the old report stays whole and no partial file is left."""
+    from conftest import REPO
+
+    src = tmp_path / "src"
+    assert run_main("run", str(tiny_sweep), "--out", str(src), "--queue-only")[0] == 0
+    with tmpfs(tmp_path / "full", "size=1m") as full:
+        run_dir = full / "run"
+        run_dir.mkdir()
+        for name in ("sweep.json", "trials.csv"):
+            shutil.copy(src / name, run_dir / name)
+        (run_dir / "report.html").write_text("old report")
+        filler = full / "filler"
+        with open(filler, "wb") as fh:  # fill the disk but for a few KiB
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        r = cli("report", str(run_dir), cwd=REPO)
+        assert r.returncode == 2 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
+        assert (run_dir / "report.html").read_text() == "old report"
+        assert sorted(p.name for p in run_dir.iterdir()) == ["report.html", "sweep.json", "trials.csv"]
 
 
 # ----------------------------------------------------------------------------
