@@ -222,7 +222,9 @@ def smallest_fix(run: RunData) -> dict[str, Any] | None:
         return {"baseline": baseline_info, "fix": None}
     ok = ok.sort_values(["_n", "final_acc_median"], ascending=[True, False], kind="stable")
     best = ok.iloc[0].to_dict()
-    return {"baseline": baseline_info, "fix": best, "changes": best["_changes"]}
+    same_size = ok[ok["_n"] == best["_n"]].iloc[1:]
+    alternatives = [{"changes": r["_changes"], "runs": int(r["runs"]), "final_acc_median": r["final_acc_median"]} for _, r in same_size.iterrows()]
+    return {"baseline": baseline_info, "fix": best, "changes": best["_changes"], "alternatives": alternatives}
 
 
 def headline(run: RunData) -> str:
@@ -377,7 +379,7 @@ def importance(run: RunData) -> pd.DataFrame:
     rows = []
     for k in knobs:
         r = rates_by_value(t, k)
-        rows.append({"knob": k, "rate_spread": float(r["at_chance_rate"].max() - r["at_chance_rate"].min()), "values": len(r)})
+        rows.append({"knob": k, "rate_spread": float(r["at_chance_rate"].max() - r["at_chance_rate"].min()), "n_values": len(r)})
     df = pd.DataFrame(rows)
     if df.empty:
         return df

@@ -142,7 +142,8 @@ def aligned_curves_plot(aligned: pd.DataFrame, column: str, label: str, chance: 
         ax.axhline(chance, color="#868e96", ls=":", lw=1)
     ax.axvline(0, color="#868e96", ls="--", lw=0.8)
     if column in ("logit_abs_mean", "logit_spread", "grad_norm", "weight_norm") and (aligned[column] > 0).any():
-        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_yscale("symlog", linthresh=1e-2)  # zeros (a dead gradient) stay visible
+        ax.set_ylim(bottom=0)
     ax.set_xlabel("epochs from collapse")
     ax.set_title(label)
     ax.legend(fontsize=7, frameon=False)
