@@ -383,7 +383,7 @@ def _doctor_sweep(epochs: int, seeds: int) -> Sweep:
     )
 
 
-def _built(model: Any, problem: Problem, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, batch_size: int = 32) -> BuiltTrial:
+def _built(model: Any, problem: Problem, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, seed: int, batch_size: int = 32) -> BuiltTrial:
     from remedysweep.remedies import TrialPlan
 
     loss = model.loss
@@ -393,7 +393,7 @@ def _built(model: Any, problem: Problem, x_tr: np.ndarray, y_tr: np.ndarray, x_v
         loss = keras.losses.get(loss)
     plan = TrialPlan()
     plan.fit.batch_size = batch_size
-    return BuiltTrial(model, loss, plan, x_tr, problem.labels(y_tr), x_va, problem.labels(y_va), max(1, math.ceil(len(x_tr) / batch_size)))
+    return BuiltTrial(model, loss, plan, x_tr, problem.labels(y_tr), x_va, problem.labels(y_va), max(1, math.ceil(len(x_tr) / batch_size)), seed)
 
 
 def run_variant(problem: Problem, fix: Fix | None, seed: int, sweep: Sweep) -> RunResult:
@@ -403,7 +403,7 @@ def run_variant(problem: Problem, fix: Fix | None, seed: int, sweep: Sweep) -> R
         keras.utils.set_random_seed(seed)
         base = problem.model_fn()
         model = fix.apply(base, problem) if fix else base
-        return _built(model, problem, problem.x_train, problem.y_train, problem.x_val, problem.y_val)
+        return _built(model, problem, problem.x_train, problem.y_train, problem.x_val, problem.y_val, seed)
 
     return train_and_record(sweep, build, problem.dataset())
 
