@@ -426,7 +426,12 @@ def sanity_check(problem: Problem, epochs: int = 40) -> dict[str, Any]:
     x = patterns[y]
     model = clone_model(base)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=base.loss, metrics=["accuracy"])
-    hist = model.fit(x, problem.labels(y), batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+    try:
+        hist = model.fit(x, problem.labels(y), batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+    except Exception as exc:  # the user's model or loss cannot even train
+        from .trial import _error_message
+
+        return {"accuracy": float("nan"), "loss": float("nan"), "passed": False, "epochs": 0, "error": _error_message(exc)}
     acc = float(hist.history["accuracy"][-1])
     loss = float(hist.history["loss"][-1])
     return {"accuracy": acc, "loss": loss, "passed": bool(acc >= 0.95 and math.isfinite(loss)), "epochs": epochs}
@@ -509,13 +514,18 @@ def diagnose(problem: Problem, *, epochs: int = 10, seeds: int = 3, echo: Callab
     echo("1/4 sanity check on easy data (one input pattern per class) ...")
     sanity = sanity_check(problem)
     verdict["sanity_check"] = sanity
-    echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs")
+    if "error" in sanity:
+        echo(f"    FAILED: training raised {sanity['error']}")
+    else:
+        echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs")
     if not sanity["passed"]:
+        why = f" (training raised {sanity['error']})" if "error" in sanity else ""
         verdict.update(
             baseline_outcome=None,
-            symptoms=["the model cannot learn easy data: the architecture, loss or labels are broken", *static["symptoms"]],
+            symptoms=[f"the model cannot learn easy data: the architecture, loss or labels are broken{why}", *static["symptoms"]],
             recommendation=None,
             stopped_at="sanity_check",
+            conclusion="stopped at the sanity check: " + "; ".join(static["symptoms"] or ["the model cannot learn easy data"]),
         )
         return verdict
 

@@ -53,3 +53,27 @@ def test_bad_doctor_input_is_one_line(tmp_path: Path):
         load_problem(f"{MODELS}:nope", f"{MODELS}:digits_data")
     r = cli("doctor", "--model", "no_such_module:f", "--data", "x:y")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_saved_keras_model_and_npz_data(tmp_path: Path):
+    import numpy as np
+
+    from remedysweep.runner.trial import configure_tensorflow
+
+    configure_tensorflow()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_models_for_save", MODELS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.healthy().save(tmp_path / "model.keras")
+    (x_tr, y_tr), (x_va, y_va) = mod.digits_data()
+    np.savez(tmp_path / "data.npz", x_train=x_tr, y_train=y_tr.argmax(1), x_val=x_va, y_val=y_va.argmax(1))
+    # Integer labels with categorical_crossentropy: doctor names the mismatch and stops.
+    v = diagnose(load_problem(str(tmp_path / "model.keras"), str(tmp_path / "data.npz")), epochs=3, seeds=1)
+    assert not v["sanity_check"]["passed"] and v["stopped_at"] == "sanity_check"
+    assert any("labels/loss mismatch: integer labels with categorical_crossentropy" in s for s in v["symptoms"])
+    # One-hot labels: the saved model trains and is healthy.
+    np.savez(tmp_path / "onehot.npz", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va)
+    v = diagnose(load_problem(str(tmp_path / "model.keras"), str(tmp_path / "onehot.npz")), epochs=3, seeds=1)
+    assert v["sanity_check"]["passed"] and v["baseline_outcome"] == "healthy" and v["recommendation"] is None

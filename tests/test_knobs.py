@@ -174,3 +174,20 @@ def test_diagnostics_are_recorded_per_epoch():
         assert all(np.isfinite(r.curves[key]))
     assert r.curves["grad_norm"][0] > 0 and r.curves["weight_norm"][0] > 0
     assert len(r.dead_by_layer) == 2 and len(r.dead_by_layer[0]) == 2
+
+
+def test_easy_words_is_learned_through_the_embedding_model():
+    """The post's sanity check: N distinct tokens, one per class, are learnable."""
+    from remedysweep.runner.data import easy_tokens
+
+    assert easy_tokens(3) == ["aaa", "bbb", "ccc"] and len(set(easy_tokens(40))) == 40
+    sweep = dataclasses.replace(
+        SWEEP,
+        data=DataSpec(dataset="easy_words", n_classes=12, samples_per_class=20),
+        model=ModelSpec(kind="embedding", depth=1),
+        training=dataclasses.replace(SWEEP.training, epochs=12),
+    )
+    data = load_dataset(sweep.data)
+    assert data.x_train.dtype.kind == "i" and data.input_shape == (3,)
+    r = run_trial(sweep, TrialConfig.of({"learning_rate": 0.01, "width": 32}, 0), REGISTRY, data)
+    assert r.outcome == "healthy" and r.final_val_accuracy >= 0.95, r
