@@ -13,13 +13,12 @@ storage in a temporary folder.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .base import Categorical, FloatRange, IntRange, Remedy, TrialPlan
+from .base import Categorical, IntRange, Remedy
 from .registry import Registry, check_remedy, discover
 
 Check = Callable[[Remedy], None]

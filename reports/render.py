@@ -7,7 +7,6 @@ plugins and sweep files always show as text.
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any

@@ -4,7 +4,6 @@ plain function that can also be called from Python."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence

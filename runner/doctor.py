@@ -19,13 +19,12 @@ apply says why and is skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -282,7 +281,6 @@ def _fused(base: Any, problem: Problem) -> Any:
 
 def _lr(factor: float) -> Callable[[Any, Problem], Any]:
     def apply(base: Any, problem: Problem) -> Any:
-        import keras
 
         return _recompile(clone_model(base), base, lr_factor=factor)
 
@@ -290,7 +288,6 @@ def _lr(factor: float) -> Callable[[Any, Problem], Any]:
 
 
 def _clipnorm(base: Any, problem: Problem) -> Any:
-    import keras
 
     return _recompile(clone_model(base), base, clip=1.0)
 

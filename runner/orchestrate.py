@@ -22,7 +22,7 @@ import optuna
 from remedysweep import __version__
 
 from . import study as st
-from .config import Sweep, SweepError, load_sweep
+from .config import Sweep, load_sweep
 
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"

@@ -31,7 +31,7 @@ from remedysweep.remedies import Registry, Remedy, TrialPlan
 from .config import Sweep, build_plan
 from .data import Dataset
 from .outcome import Thresholds, classify, should_stop
-from .trial import CURVE_COLUMNS, RunResult, TrialConfig, base_plan, make_optimizer, one_hot
+from .trial import CURVE_COLUMNS, RunResult, base_plan, make_optimizer, one_hot
 
 
 # XLA for the epoch loop: measured 14x slower than plain graph mode on a 2-core CPU

@@ -21,7 +21,7 @@ from remedysweep.remedies import ModelPlan, Registry, TrialPlan
 
 from .config import Sweep, build_plan, config_id, run_key
 from .data import Dataset, load_dataset
-from .outcome import RunOutcome, Thresholds, classify, should_stop
+from .outcome import Thresholds, classify, should_stop
 
 CURVE_COLUMNS = (
     "loss", "accuracy", "val_loss", "val_accuracy",

@@ -7,8 +7,6 @@ joblib) and ``remedysweep worker`` (any machine that reaches the storage).
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from dataclasses import asdict
 from typing import Any, Callable
 

@@ -3,7 +3,6 @@ storage, the run folder, resume and refusal of a different sweep."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 

@@ -9,7 +9,7 @@ import pytest
 
 from remedysweep.remedies import discover
 from remedysweep.runner.config import (
-    DataSpec, EarlyStopSpec, KnobSpec, ModelSpec, OutcomeSpec, Sweep, TrainingSpec,
+    DataSpec, EarlyStopSpec, ModelSpec, OutcomeSpec, Sweep, TrainingSpec,
 )
 from remedysweep.runner.data import load_dataset
 from remedysweep.runner.trial import TrialConfig, build_trial, configure_tensorflow, run_trial

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 from optuna.storages.journal import JournalFileBackend
 
 from conftest import cli, write_sweep

@@ -3,8 +3,6 @@ Chromium, partial/empty runs, and ``compare``."""
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 from pathlib import Path
 

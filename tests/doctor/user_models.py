@@ -2,7 +2,6 @@
 produces NaN, one that is healthy. Each function returns a compiled keras.Model."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 
