@@ -10,7 +10,8 @@ configure_tensorflow()
 
 @parametrize_with_checks()
 def test_remedy_contract(remedy, check):
-    check(remedy)
+    # Each check raises AssertionError naming the remedy and what it broke.
+    assert check(remedy) is None
 
 
 def test_registry_names_unique_descriptions_nonempty():
