@@ -5,7 +5,7 @@ package (like scikit-learn's ``parametrize_with_checks``)::
 
     @parametrize_with_checks(["focal_loss"])      # or None: every installed remedy
     def test_remedy_contract(remedy, check):
-        check(remedy)
+        assert check(remedy) is None              # a broken contract raises AssertionError
 
 Each check trains real tiny models with TensorFlow and uses a real Optuna journal
 storage in a temporary folder.
