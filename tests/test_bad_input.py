@@ -216,3 +216,13 @@ def test_generated_sweep_structures_are_validated(raw):
         parse_sweep(raw, "gen.toml")
     except SweepError as exc:
         assert str(exc).startswith("gen.toml: ") and "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_is_valid_with_three_seeds(path: Path, tmp_path: Path):
+    from remedysweep.runner.config import load_sweep
+
+    rc, out, err = run_main("run", str(path), "--out", str(tmp_path / "run"), "--dry-run")
+    assert rc == 0, err
+    sweep, _ = load_sweep(path)
+    assert len(sweep.seeds) >= 3
