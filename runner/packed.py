@@ -143,9 +143,10 @@ class PackedMLP:
             norms = tf.sqrt(tf.reduce_sum(tf.square(w), axis=1, keepdims=True))
             w.assign(w * tf.clip_by_value(norms, 0, self.max_norm) / (keras.config.epsilon() + norms))
 
-    def _train_range_py(self, order: Any, start: Any, stop: Any) -> tuple[Any, Any, Any]:
-        """Steps [start, stop) of an epoch; ``order`` is [S, n] per-seed shuffles.
-        Returns summed per-seed losses, correct counts and sample counts."""
+    def _train_range_py(self, x_epoch: Any, y_epoch: Any, start: Any, stop: Any) -> tuple[Any, Any, Any]:
+        """Steps [start, stop) of an epoch whose data, shuffled per seed, is
+        ``x_epoch`` [S, n, ...] and ``y_epoch`` [S, n, C]. Returns summed per-seed
+        losses, correct counts and sample counts."""
         import tensorflow as tf
 
         S = len(self.seeds)
@@ -155,9 +156,8 @@ class PackedMLP:
         for step in tf.range(start, stop):
             lo = step * self.batch
             hi = tf.minimum(lo + self.batch, self.n)
-            idx = order[:, lo:hi]
-            xb = tf.gather(self.x_train, idx)
-            yb = tf.gather(self.y_train, idx)
+            xb = x_epoch[:, lo:hi]
+            yb = y_epoch[:, lo:hi]
             with tf.GradientTape() as tape:
                 logits, _ = self._forward(xb)
                 per_seed = self._per_seed_loss(yb, logits)
@@ -237,10 +237,11 @@ class PackedMLP:
         epochs = sweep.training.epochs
         for epoch in range(epochs):
             order = tf.constant(np.stack([np.random.default_rng([seed, epoch]).permutation(self.n) for seed in self.seeds]).astype("int32"))
+            x_epoch, y_epoch = tf.gather(self.x_train, order), tf.gather(self.y_train, order)  # one gather per epoch
             cuts = [0, *(probe_steps if epoch < sweep.training.early_probe_epochs else []), self.steps]
             loss_sum, correct, seen = tf.zeros([S]), tf.zeros([S]), 0.0
             for a, b in zip(cuts[:-1], cuts[1:]):
-                ls, cs, sn = self._train_range(order, tf.constant(a), tf.constant(b))
+                ls, cs, sn = self._train_range(x_epoch, y_epoch, tf.constant(a), tf.constant(b))
                 loss_sum, correct, seen = loss_sum + ls, correct + cs, seen + float(sn)
                 if b < self.steps:
                     acc = self._accuracy().numpy()
