@@ -178,48 +178,62 @@ def steps_per_execution(epochs: int, repeats: int, peak_gflops: float) -> dict[s
     return out
 
 
-def packed(epochs: int, n_seeds: int, peak_gflops: float) -> dict[str, Any]:
+def packed(epochs: int, n_seeds: int, peak_gflops: float, repeats: int = 1) -> dict[str, Any]:
     """One configuration of the quick sweep's MLP (64-512-512-10, leaky ReLU, Adam,
     batch 32, fused loss) over ``n_seeds`` seeds: each seed through the Keras path
-    one after another, against all seeds packed in one graph. Early stop off."""
+    one after another, against all seeds packed in one graph. Early stop off.
+    Medians over ``repeats``, the two sides alternating."""
+    import gc
+
     import keras
 
     from remedysweep.remedies import discover
 
+    from .config import build_plan
     from .data import load_dataset
+    from .models import build_model
     from .packed import run_packed
-    from .trial import TrialConfig, run_trial
+    from .trial import TrialConfig, base_plan, run_trial
 
     sweep = _bench_sweep(epochs)
     sweep = dataclasses.replace(sweep, seeds=tuple(range(n_seeds)))
     knobs = {**sweep.baseline_config(), "activation": "leaky_relu", "learning_rate": 0.005}
     registry = discover()
     data = load_dataset(sweep.data)
-    keras.backend.clear_session()
-    t = time.perf_counter()
-    alone = [run_trial(sweep, TrialConfig.of(knobs, s), registry, data, early_stop=False) for s in range(n_seeds)]
-    separate = time.perf_counter() - t
-    keras.backend.clear_session()
-    t = time.perf_counter()
-    together = run_packed(sweep, knobs, list(range(n_seeds)), registry, data)
-    packed_seconds = time.perf_counter() - t
+    separate_times, packed_times, packed_train = [], [], []
+    alone: list[Any] = []
+    together: list[Any] = []
+
+    def one_by_one() -> None:
+        nonlocal alone
+        t = time.perf_counter()
+        alone = [run_trial(sweep, TrialConfig.of(knobs, s), registry, data, early_stop=False) for s in range(n_seeds)]
+        separate_times.append(time.perf_counter() - t)
+
+    def all_packed() -> None:
+        nonlocal together
+        t = time.perf_counter()
+        together = run_packed(sweep, knobs, list(range(n_seeds)), registry, data)
+        packed_times.append(time.perf_counter() - t)
+        packed_train.append(sum(r.train_seconds for r in together))
+
+    for i in range(repeats):
+        for fn in ((one_by_one, all_packed) if i % 2 == 0 else (all_packed, one_by_one)):
+            keras.backend.clear_session()
+            gc.collect()
+            fn()
     assert all(r.outcome != "failed" for r in alone + together)
-    import keras as _k  # noqa: F401
-
-    from .models import build_model
-    from .trial import base_plan
-    from .config import build_plan
-
     model = build_model(sweep.model, build_plan(knobs, registry, base=base_plan(sweep)).model, data.input_shape, data.n_classes)
     flops = dense_train_flops(model, len(data.x_train)) * epochs * n_seeds
-    packed_train = sum(r.train_seconds for r in together)
+    med = statistics.median
     return {
         "packed_seeds": n_seeds,
-        "separate_seconds": separate,
-        "packed_seconds": packed_seconds,
-        "packed_speedup": separate / packed_seconds,
-        "packed_gflops": flops / packed_train / 1e9,
-        "packed_efficiency": flops / packed_train / 1e9 / peak_gflops,
+        "packed_repeats": repeats,
+        "separate_seconds": med(separate_times),
+        "packed_seconds": med(packed_times),
+        "packed_speedup": med(separate_times) / med(packed_times),
+        "packed_gflops": flops / med(packed_train) / 1e9,
+        "packed_efficiency": flops / med(packed_train) / 1e9 / peak_gflops,
         "packed_median_final_accuracy": float(np.median([r.final_val_accuracy for r in together])),
         "separate_median_final_accuracy": float(np.median([r.final_val_accuracy for r in alone])),
     }
@@ -325,7 +339,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     ov = overhead(epochs, repeats)
     achieved = ov["train_flops"] / ov["remedysweep_train_seconds"] / 1e9  # a remedysweep run, diagnostics on
     spe = steps_per_execution(epochs, repeats, peak)
-    pk = packed(3 if quick else 15, 4 if quick else 8, peak)
+    pk = packed(3 if quick else 15, 4 if quick else 8, peak, repeats=1 if quick else 3)
     rpm = runs_per_minute(quick)
     result = {
         "mode": "quick" if quick else "full",

@@ -104,9 +104,10 @@ class PackedMLP:
         xp, yp = dataset.probe_batch(sweep.training.probe_size)
         self.x_probe, self.y_probe = tf.constant(xp), tf.constant(one_hot(yp, dataset.n_classes))
         self._train_range = tf.function(self._train_range_py, jit_compile=JIT)
-        self._evaluate = tf.function(self._evaluate_py)
-        self._diagnose = tf.function(self._diagnose_py)
-        self._accuracy = tf.function(self._accuracy_py)
+        # One traced function for everything at an epoch's end (tracing is the main
+        # fixed cost of a packed run); the few in-epoch probes run eagerly.
+        self._epoch_end = tf.function(lambda: (self._evaluate_py(), self._diagnose_py()))
+        self._accuracy = self._accuracy_py
 
     # -- the graph -------------------------------------------------------------
 
@@ -248,8 +249,9 @@ class PackedMLP:
                     for s in range(S):
                         if not stopped[s]:
                             probes[s].append((round(epoch + b / self.steps, 4), float(acc[s])))
-            val_loss, val_acc = (t.numpy() for t in self._evaluate())
-            d = {k: v.numpy() for k, v in self._diagnose().items()}
+            (val_loss, val_acc), d = self._epoch_end()
+            val_loss, val_acc = val_loss.numpy(), val_acc.numpy()
+            d = {k: v.numpy() for k, v in d.items()}
             train_loss, train_acc = (loss_sum / seen).numpy(), (correct / seen).numpy()
             for s in range(S):
                 if stopped[s]:
