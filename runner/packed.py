@@ -34,7 +34,7 @@ from .outcome import Thresholds, classify, should_stop
 from .trial import CURVE_COLUMNS, RunResult, base_plan, make_optimizer, one_hot
 
 
-# XLA for the epoch loop: measured 14x slower than plain graph mode on a 2-core CPU
+# XLA for the epoch loop: measured 12x slower than plain graph mode on a 2-core CPU
 # (remedysweep bench, 8 seeds of the quick sweep's MLP), so off.
 JIT = False
 
