@@ -1,11 +1,14 @@
 """The remedy API: one small class per knob, shared by built-ins and plugins.
 
-A trial is described by a :class:`TrialPlan` (what to build, how to compile, how to
-fit). The runner starts from the base plan the sweep file describes, lets every
-remedy of the sweep edit it at its value, then builds, compiles and trains from the
-edited plan. Remedies never build or train anything themselves, so two remedies
-that set the same thing are caught (:class:`RemedyConflict`) instead of one
-silently overriding the other.
+A run is described by a :class:`TrialPlan`: what to change in the model, how to
+compile it, how to fit it. Every field starts as ``None``, meaning "as the base
+classifier was built" (the user's own model, or the built-in MLP). The runner
+lets the remedy of every swept knob edit the plan at its value, then rewrites the
+base model to the plan, compiles and trains. Remedies never build or train
+anything themselves, so two remedies that set the same thing are caught
+(:class:`RemedyConflict`) instead of one silently overriding the other.
+
+This module imports nothing from the rest of remedysweep and no TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,24 +16,32 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 __all__ = [
+    "AS_BUILT",
     "Categorical",
     "CompilePlan",
     "FitPlan",
     "FloatRange",
     "IntRange",
+    "LossFormulation",
     "ModelPlan",
+    "ProbeMetric",
     "Remedy",
     "RemedyConflict",
+    "ReportSection",
     "Space",
     "TrialPlan",
 ]
 
+#: The knob value that leaves the model as built: accepted for every knob in a
+#: sweep file; the remedy's hooks are not called for it.
+AS_BUILT = "as_built"
+
 
 class RemedyConflict(ValueError):
-    """Two remedies set the same part of a trial."""
+    """Two remedies set the same part of a run."""
 
 
 # ----------------------------------------------------------------------------
@@ -48,7 +59,7 @@ class Categorical:
         object.__setattr__(self, "choices", tuple(choices))
 
     def contains(self, value: Any) -> bool:
-        return any(_same_value(value, c) for c in self.choices)
+        return any(same_value(value, c) for c in self.choices)
 
     def describe(self) -> str:
         return ", ".join(repr(c) for c in self.choices)
@@ -57,15 +68,16 @@ class Categorical:
         return self.choices
 
 
+@dataclass(frozen=True)
 class _Range:
-    """Shared part of the numeric ranges; ``examples`` are the values the contract
-    suite and a grid use when no list is given."""
+    """A numeric range; ``examples`` are the values the contract suite uses."""
 
     low: Any
     high: Any
-    log: bool
-    examples: tuple[Any, ...]
-    kind = ""
+    log: bool = False
+    examples: tuple[Any, ...] = ()
+
+    kind: ClassVar[str] = ""
 
     def _typed(self, value: Any) -> bool:
         raise NotImplementedError
@@ -85,11 +97,7 @@ class _Range:
 class FloatRange(_Range):
     """A continuous range; ``log=True`` samples it on a log scale."""
 
-    low: float
-    high: float
-    log: bool = False
-    examples: tuple[float, ...] = ()
-    kind = "float"
+    kind: ClassVar[str] = "float"
 
     def _typed(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -99,11 +107,7 @@ class FloatRange(_Range):
 class IntRange(_Range):
     """An integer range; ``log=True`` samples it on a log scale."""
 
-    low: int
-    high: int
-    log: bool = False
-    examples: tuple[int, ...] = ()
-    kind = "integer"
+    kind: ClassVar[str] = "integer"
 
     def _typed(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -112,7 +116,8 @@ class IntRange(_Range):
 Space = Categorical | FloatRange | IntRange
 
 
-def _same_value(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
+    """Knob values compare by type family: 0.1 == 0.1, 1 == 1.0, but True != 1."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -121,7 +126,7 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------
-# The trial plan remedies edit
+# The plan remedies edit
 # ----------------------------------------------------------------------------
 
 
@@ -134,18 +139,17 @@ class _Plan:
     def set(self, field_name: str, value: Any, *, by: str) -> None:
         """Set ``field_name`` to ``value`` on behalf of the remedy ``by``.
 
-        Raises :class:`RemedyConflict` if another remedy already set it.
-        """
+        Raises :class:`RemedyConflict` if another remedy already set it."""
         if field_name not in {f.name for f in dataclasses.fields(self)}:  # type: ignore[arg-type]
             raise AttributeError(f"{type(self).__name__} has no field {field_name!r}")
         owners: dict[str, str] = self._owners  # type: ignore[attr-defined]
         previous = owners.get(field_name)
         if previous is not None and previous != by:
-            raise RemedyConflict(
-                f"remedies {previous!r} and {by!r} both set {type(self).__name__}.{field_name}"
-            )
+            raise RemedyConflict(f"remedies {previous!r} and {by!r} both set {self.section}.{field_name}")
         owners[field_name] = by
         object.__setattr__(self, field_name, value)
+
+    section: ClassVar[str] = ""
 
     def owner(self, field_name: str) -> str | None:
         return self._owners.get(field_name)  # type: ignore[attr-defined]
@@ -157,38 +161,57 @@ class _Plan:
 
 @dataclass(eq=True)
 class ModelPlan(_Plan):
-    """What the base classifier builds.
+    """What to change in the base model; ``None`` keeps it as built.
 
-    ``head`` is ``"softmax"`` (a softmax layer ends the model) or ``"logits"`` (the
-    model ends at the pre-softmax logits and the loss must take logits).
+    "Hidden" layers are every Dense and convolution layer but the output layer.
+
+    ``activation``: every hidden activation (a layer's own ``activation``, or an
+    ``Activation``/``ReLU``/``LeakyReLU``/``ELU`` layer) becomes this one.
+    ``width``: units of hidden Dense layers and filters of hidden convolutions.
+    ``normalization``: ``"batchnorm"`` or ``"layernorm"`` inserted between each
+    hidden layer and its activation (``"none"`` inserts nothing).
+    ``kernel_initializer``: every Dense/convolution kernel is re-initialised with it
+    and every bias re-initialised to zero.
+    ``kernel_regularizer`` / ``kernel_constraint``: ``(kind, amount)`` set on every
+    hidden layer (``("l2", 1e-4)``, ``("max_norm", 3.0)``).
+    ``dropout``: a Dropout of this rate after each hidden activation.
+    ``head``: ``"logits"`` (the model ends at the pre-activation of its output
+    layer) or ``"probabilities"`` (it ends in a softmax, or a sigmoid for one
+    output unit).
     """
 
-    width: int = 64
-    depth: int = 2
-    activation: str = "relu"
-    normalization: str = "none"
-    kernel_initializer: str = "glorot_uniform"
+    section: ClassVar[str] = "model"
+
+    activation: str | None = None
+    width: int | None = None
+    normalization: str | None = None
+    kernel_initializer: str | None = None
     kernel_regularizer: tuple[str, float] | None = None
     kernel_constraint: tuple[str, float] | None = None
-    dropout: float = 0.0
-    head: str = "softmax"
+    dropout: float | None = None
+    head: str | None = None
 
 
 @dataclass(eq=True)
 class CompilePlan(_Plan):
-    """How the model is compiled.
+    """How the model is compiled; ``None`` keeps the base model's setting.
 
-    ``loss`` is a name the runner knows (``"keras_default"``, ``"unfused"``,
-    ``"fused_logits"``) or a callable ``loss(y_true_one_hot, y_pred)`` returning
-    per-sample losses. ``optimizer`` is a name or a callable
-    ``optimizer(learning_rate, **optimizer_options) -> keras.optimizers.Optimizer``.
-    ``learning_rate_schedule`` is ``None`` or a callable
-    ``schedule(learning_rate, steps_per_epoch, epochs)`` returning a Keras schedule.
+    ``loss``: a formulation name the runner knows (``"unfused"``,
+    ``"keras_default"``, ``"fused_logits"``) or a callable
+    ``loss(y_true_one_hot, y_pred)`` returning per-sample losses (``y_true`` is
+    ``[batch, 1]`` 0/1 for a one-unit binary head).
+    ``optimizer``: a name (``"sgd"``, ``"momentum"``, ``"adam"``, ``"rmsprop"``,
+    ``"adagrad"``, ``"adamw"``, ``"nadam"``) or a callable
+    ``optimizer(learning_rate, **clip_options) -> keras.optimizers.Optimizer``.
+    ``learning_rate_schedule``: a callable ``schedule(learning_rate,
+    steps_per_epoch, epochs)`` returning a Keras schedule.
     """
 
-    loss: str | Callable[..., Any] = "keras_default"
-    optimizer: str | Callable[..., Any] = "adam"
-    learning_rate: float = 0.001
+    section: ClassVar[str] = "compile"
+
+    loss: str | Callable[..., Any] | None = None
+    optimizer: str | Callable[..., Any] | None = None
+    learning_rate: float | None = None
     learning_rate_schedule: Callable[..., Any] | None = None
     clipnorm: float | None = None
     global_clipnorm: float | None = None
@@ -197,15 +220,20 @@ class CompilePlan(_Plan):
 
 @dataclass(eq=True)
 class FitPlan(_Plan):
-    """How the model is trained.
+    """How the model is trained; ``None`` keeps the sweep's setting.
 
-    ``callbacks`` are factories ``callback_factory(context) -> keras.callbacks.Callback``
-    so that a plan stays picklable and comparable. ``label_smoothing`` mixes the
-    one-hot targets with the uniform distribution before any loss sees them.
+    ``label_smoothing``: targets become ``(1 - a) * one_hot + a / n_classes``.
+    ``input_scaling``: ``"standardize"`` (zero mean, unit variance per feature,
+    from the training data) or ``"minmax"`` (to [0, 1]).
+    ``callbacks``: factories ``factory(built_run) -> keras.callbacks.Callback``, so
+    that a plan stays picklable and comparable.
     """
 
-    batch_size: int = 32
-    label_smoothing: float = 0.0
+    section: ClassVar[str] = "fit"
+
+    batch_size: int | None = None
+    label_smoothing: float | None = None
+    input_scaling: str | None = None
     callbacks: tuple[Callable[..., Any], ...] = ()
 
 
@@ -220,13 +248,85 @@ class TrialPlan:
     def changes(self) -> dict[str, str]:
         """``"section.field" -> remedy`` for every field a remedy set."""
         out: dict[str, str] = {}
-        for section in ("model", "compile", "fit"):
-            for name, owner in getattr(self, section).changed_fields().items():
-                out[f"{section}.{name}"] = owner
+        for section in (self.model, self.compile, self.fit):
+            for name, owner in section.changed_fields().items():
+                out[f"{section.section}.{name}"] = owner
         return out
 
-    def same_as(self, other: "TrialPlan") -> bool:
-        return self.model == other.model and self.compile == other.compile and self.fit == other.fit
+    def value(self, path: str) -> Any:
+        section, _, name = path.partition(".")
+        return getattr(getattr(self, section), name)
+
+
+PLAN_FIELDS = frozenset(
+    f"{cls.section}.{f.name}" for cls in (ModelPlan, CompilePlan, FitPlan) for f in dataclasses.fields(cls)
+)
+#: ``touches`` entry declaring that a remedy rewrites the built model itself.
+TRANSFORM = "model.transform"
+
+
+# ----------------------------------------------------------------------------
+# Losses the engine can also compute from logits
+# ----------------------------------------------------------------------------
+
+
+class LossFormulation:
+    """A loss that knows which model head it needs and can be computed from the
+    logits as well, so that packed training can use it.
+
+    ``__call__(y_true, y_pred)`` is what Keras calls on the model's output
+    (probabilities for ``head = "probabilities"``, logits for ``"logits"``);
+    ``from_logits(y_true, logits, binary)`` computes the same per-sample loss
+    from logits, applying the softmax (sigmoid for a binary head) itself where
+    the formulation takes probabilities. Targets are one-hot (``[..., 1]`` 0/1
+    for a binary head)."""
+
+    name: str = ""
+    head: str = "probabilities"
+
+    def __call__(self, y_true: Any, y_pred: Any) -> Any:
+        raise NotImplementedError
+
+    def from_logits(self, y_true: Any, logits: Any, binary: bool) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<loss {self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and getattr(other, "name", None) == self.name
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+
+# ----------------------------------------------------------------------------
+# What a remedy may contribute besides its edits
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeMetric:
+    """A curve measured on the probe batch after every epoch.
+
+    ``fn(logits, targets, binary)`` gets logits ``[slices, batch, classes]`` (one
+    column for a binary head) and one-hot targets of the same shape, and returns
+    one value per slice ``[slices]`` (TensorFlow ops). It becomes a column of
+    ``curves.csv``."""
+
+    name: str
+    fn: Callable[[Any, Any, bool], Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a remedy adds to the report: a title, paragraphs of plain text
+    and an optional table (header row, then rows), all shown escaped."""
+
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    table: tuple[tuple[Any, ...], ...] = ()
 
 
 # ----------------------------------------------------------------------------
@@ -237,31 +337,42 @@ class TrialPlan:
 class Remedy:
     """A remedy knob: a name, the values it may take, its baseline, and hooks.
 
-    Subclasses declare four class attributes and override the hooks they need.
+    Subclasses declare these class attributes and override the hooks they need.
 
-    Required:
-        ``name``: the knob's name, a column in ``trials.csv`` (``[a-z][a-z0-9_]*``).
-        ``description``: one line, shown by ``remedysweep remedies`` and the report.
-        ``space``: a :class:`Categorical`, :class:`FloatRange` or :class:`IntRange`.
-        ``baseline``: the value that changes nothing about the base trial.
-        ``touches``: the plan fields the remedy may set, as ``"section.field"``
-        (``"compile.optimizer"``), so that conflicts are found before training.
-        At least one hook.
+    ``name``: the knob's name, a column in ``trials.csv`` (``[a-z][a-z0-9_]*``).
+    ``description``: one line, shown by ``remedysweep remedies`` and the report.
+    ``space``: a :class:`Categorical`, :class:`FloatRange` or :class:`IntRange`.
+    ``baseline``: the value the built-in classifier already has, so that it
+    changes nothing there (the contract suite checks this).
+    ``touches``: the plan fields the remedy may set, as ``"section.field"``
+    (``"compile.optimizer"``), plus ``"model.transform"`` if it overrides
+    :meth:`transform_model`; conflicts are found before training.
+    ``invasiveness``: for ``doctor``, how big a change this is (0 = a training
+    setting, 1 = the loss or the optimizer, 2 = the architecture).
 
-    Call order, for every trial, for each remedy of the sweep in the order the
-    sweep file lists them:
+    Call order, for every run, for each swept knob in the order the sweep file
+    lists them (a knob at ``"as_built"`` is skipped):
 
-    1. :meth:`configure_model` edits ``plan.model`` before the base classifier is built.
+    1. :meth:`configure_model` edits ``plan.model``.
     2. :meth:`configure_compile` edits ``plan.compile``.
     3. :meth:`configure_fit` edits ``plan.fit``.
-    4. The runner builds the model from ``plan.model``.
-    5. :meth:`transform_model` may return a changed model (e.g. a clone).
-    6. The runner compiles and trains.
+    4. The runner builds the base model for the run's seed and rewrites it to
+       ``plan.model``.
+    5. :meth:`transform_model` may return a changed model.
+    6. The runner compiles to ``plan.compile`` and trains to ``plan.fit``.
 
-    Hooks receive the knob's value for the trial and default to no change. At the
-    baseline value every hook must leave the plan as it was. Edits go through
-    ``section.set(field, value, by=self.name)``; setting a field another remedy set
-    raises :class:`RemedyConflict`.
+    Hooks receive the knob's value and apply it: a value is an instruction
+    (``activation = "relu"`` replaces the activations of any model), never
+    "change nothing unless different". Edits go through
+    ``section.set(field, value, by=self.name)``; setting a field another remedy
+    set raises :class:`RemedyConflict`. A remedy that cannot apply to a model
+    raises ``remedysweep.engine.surgery.NotApplicable`` (or any exception) from
+    :meth:`transform_model`: the run is then ``failed`` with that message.
+
+    Optional contributions, all defaulting to nothing: :meth:`probe_metrics`
+    (extra curves), :meth:`run_facts` (values recorded once per run),
+    :meth:`report_section` (a section of the report), :meth:`suggest` and
+    :meth:`describe_change` (what ``doctor`` may try, and the code change).
     """
 
     name: ClassVar[str] = ""
@@ -269,19 +380,48 @@ class Remedy:
     space: ClassVar[Space]
     baseline: ClassVar[Any] = None
     touches: ClassVar[tuple[str, ...]] = ()
+    invasiveness: ClassVar[int] = 1
+
+    # -- edits ---------------------------------------------------------------
 
     def configure_model(self, value: Any, model: ModelPlan) -> None:
-        """Edit what the base classifier builds."""
+        """Edit what to change in the base model."""
 
     def configure_compile(self, value: Any, compile: CompilePlan) -> None:
         """Edit loss, optimizer, learning rate and gradient clipping."""
 
     def configure_fit(self, value: Any, fit: FitPlan) -> None:
-        """Edit batch size, targets and callbacks."""
+        """Edit batch size, targets, inputs and callbacks."""
 
     def transform_model(self, value: Any, model: Any) -> Any:
-        """Return the built ``keras.Model``, changed or not."""
+        """Return the rewritten ``keras.Model``, changed or not."""
         return model
+
+    # -- contributions ---------------------------------------------------------
+
+    def probe_metrics(self, value: Any) -> Sequence[ProbeMetric]:
+        """Extra per-epoch curves on the probe batch for runs at ``value``."""
+        return ()
+
+    def run_facts(self, value: Any) -> Mapping[str, Any]:
+        """JSON values recorded once per run at ``value`` (columns of trials.csv)."""
+        return {}
+
+    def report_section(self, trials: Any, curves: Any) -> ReportSection | None:
+        """A report section from the sweep's ``trials`` and ``curves`` DataFrames."""
+        return None
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        """Values ``doctor`` should try for a model with these symptoms, most
+        promising first. ``facts`` describe the model (``learning_rate``,
+        ``hidden_activations``, ``output_units``, ...)."""
+        return ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        """The code change that ``value`` makes, in the user's terms."""
+        return f"{self.name} = {value!r}"
+
+    # -- helpers ---------------------------------------------------------------
 
     def check_value(self, value: Any) -> str | None:
         """Return why ``value`` is not allowed, or ``None`` if it is."""
@@ -294,6 +434,9 @@ class Remedy:
         self.configure_model(value, plan.model)
         self.configure_compile(value, plan.compile)
         self.configure_fit(value, plan.fit)
+
+    def transforms(self) -> bool:
+        return type(self).transform_model is not Remedy.transform_model
 
     def __repr__(self) -> str:
         return f"<remedy {self.name}: {self.space.describe()}; baseline {self.baseline!r}>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .base import FitPlan, IntRange, Remedy
 
@@ -13,7 +13,13 @@ class BatchSizeRemedy(Remedy):
     space = IntRange(1, 65536, log=True, examples=(16, 32, 128))
     baseline = 32
     touches = ("fit.batch_size",)
+    invasiveness = 0
 
     def configure_fit(self, value: Any, fit: FitPlan) -> None:
-        if int(value) != self.baseline:
-            fit.set("batch_size", int(value), by=self.name)
+        fit.set("batch_size", int(value), by=self.name)
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        return [int(facts.get("batch_size", 32)) * 4] if "oscillation" in symptoms else ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        return f"batch_size={value} in fit()"

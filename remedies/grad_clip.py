@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .base import Categorical, CompilePlan, Remedy
 
@@ -17,6 +17,7 @@ class GradClipRemedy(Remedy):
     space = Categorical(["none", "norm_1", "global_norm_1", "value_0.5"])
     baseline = "none"
     touches = ("compile.clipnorm", "compile.global_clipnorm", "compile.clipvalue")
+    invasiveness = 0
 
     def configure_compile(self, value: Any, compile: CompilePlan) -> None:
         if value == "norm_1":
@@ -25,3 +26,10 @@ class GradClipRemedy(Remedy):
             compile.set("global_clipnorm", 1.0, by=self.name)
         elif value == "value_0.5":
             compile.set("clipvalue", 0.5, by=self.name)
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["global_norm_1"] if symptoms & {"diverged", "exploding_gradients", "exploding_logits"} else ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        return {"norm_1": "clipnorm=1.0 on the optimizer", "global_norm_1": "global_clipnorm=1.0 on the optimizer",
+                "value_0.5": "clipvalue=0.5 on the optimizer", "none": "no gradient clipping"}[value]

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from .base import Categorical, CompilePlan, Remedy
 
 
-def warmup(learning_rate: float, steps_per_epoch: int, epochs: int) -> Any:
-    """Linear warmup from 0 over the first epoch, then constant."""
-    import keras
+@dataclass(frozen=True)
+class Schedule:
+    """``schedule(learning_rate, steps_per_epoch, epochs)`` -> a Keras schedule."""
 
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=1,
-        alpha=1.0,
-        warmup_target=learning_rate,
-        warmup_steps=max(1, steps_per_epoch),
-    )
+    kind: str
 
+    def __call__(self, learning_rate: float, steps_per_epoch: int, epochs: int) -> Any:
+        import keras
 
-def warmup_cosine(learning_rate: float, steps_per_epoch: int, epochs: int) -> Any:
-    """Linear warmup over the first epoch, then cosine decay to 0 at the last step."""
-    import keras
-
-    warm = max(1, steps_per_epoch)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(1, steps_per_epoch * epochs - warm),
-        warmup_target=learning_rate,
-        warmup_steps=warm,
-    )
+        warm = max(1, steps_per_epoch)
+        total = max(1, steps_per_epoch * epochs)
+        if self.kind == "warmup":  # linear warmup over the first epoch, then constant
+            return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=learning_rate, warmup_steps=warm)
+        if self.kind == "warmup_cosine":  # warmup, then cosine decay to 0 at the last step
+            return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, total - warm), warmup_target=learning_rate, warmup_steps=warm)
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total)
 
 
-def cosine(learning_rate: float, steps_per_epoch: int, epochs: int) -> Any:
-    """Cosine decay from the learning rate to 0 at the last step."""
-    import keras
-
-    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
-
-
-SCHEDULES = {"warmup": warmup, "warmup_cosine": warmup_cosine, "cosine": cosine}
+SCHEDULES = ("warmup", "warmup_cosine", "cosine")
 
 
 class LRScheduleRemedy(Remedy):
@@ -49,7 +35,15 @@ class LRScheduleRemedy(Remedy):
     space = Categorical(["constant", *SCHEDULES])
     baseline = "constant"
     touches = ("compile.learning_rate_schedule",)
+    invasiveness = 0
 
     def configure_compile(self, value: Any, compile: CompilePlan) -> None:
-        if value != self.baseline:
-            compile.set("learning_rate_schedule", SCHEDULES[value], by=self.name)
+        if value != "constant":
+            compile.set("learning_rate_schedule", Schedule(value), by=self.name)
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["warmup_cosine"] if symptoms & {"oscillation", "collapsed"} else ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        return {"warmup": "a one-epoch linear learning-rate warmup", "warmup_cosine": "a one-epoch warmup, then cosine decay",
+                "cosine": "cosine learning-rate decay", "constant": "a constant learning rate"}[value]

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from .base import Categorical, CompilePlan, Remedy
 
+# name -> (Keras class name, extra constructor arguments)
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgd": ("SGD", {}),
+    "momentum": ("SGD", {"momentum": 0.9}),
+    "adam": ("Adam", {}),
+    "rmsprop": ("RMSprop", {}),
+    "adagrad": ("Adagrad", {}),
+    "adamw": ("AdamW", {}),
+    "nadam": ("Nadam", {}),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerFactory:
+    """``factory(learning_rate, **clip_options)`` -> a new Keras optimizer.
+    A frozen dataclass, so plans compare and pickle."""
+
+    name: str
+
+    def __call__(self, learning_rate: Any, **options: Any) -> Any:
+        import keras
+
+        cls, extra = OPTIMIZERS[self.name]
+        return getattr(keras.optimizers, cls)(learning_rate=learning_rate, **extra, **options)
+
 
 class OptimizerRemedy(Remedy):
-    """``momentum`` is SGD with Nesterov-free momentum 0.9."""
+    """Replaces the optimizer, keeping the learning rate (and clipping) of the
+    plan or of the base model. ``momentum`` is SGD with momentum 0.9."""
 
     name = "optimizer"
     description = "Optimizer: sgd, momentum (SGD 0.9), adam, rmsprop, adagrad, adamw, nadam"
-    space = Categorical(["sgd", "momentum", "adam", "rmsprop", "adagrad", "adamw", "nadam"])
+    space = Categorical(list(OPTIMIZERS))
     baseline = "adam"
     touches = ("compile.optimizer",)
+    invasiveness = 1
 
     def configure_compile(self, value: Any, compile: CompilePlan) -> None:
-        if value != self.baseline:
-            compile.set("optimizer", value, by=self.name)
+        compile.set("optimizer", OptimizerFactory(value), by=self.name)
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        if symptoms & {"never_learned", "vanishing_gradients", "cannot_learn_easy_data"} and facts.get("optimizer") == "SGD":
+            return ["adam"]
+        return ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        cls, extra = OPTIMIZERS[value]
+        args = ", ".join(f"{k}={v}" for k, v in extra.items())
+        return f"optimizer=keras.optimizers.{cls}(learning_rate=<as before>{', ' + args if args else ''})"

@@ -10,7 +10,7 @@ error too, never a silent replacement.
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -20,18 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .base import Categorical, CompilePlan, FitPlan, FloatRange, IntRange, ModelPlan, Remedy
+from remedysweep.files import quiet_stderr
+
+from .base import AS_BUILT, PLAN_FIELDS, TRANSFORM, Categorical, FloatRange, IntRange, Remedy
 
 ENTRY_POINT_GROUP = "remedysweep.remedies"
 BUILTIN_DISTRIBUTION = "remedysweep"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+#: Names a knob may not take: they are columns of trials.csv or of its keys.
 RESERVED_NAMES = frozenset(
     {
-        "seed", "outcome", "trial", "trial_number", "config_id", "epoch", "message",
-        "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds",
+        "seed", "outcome", "trial", "trial_number", "config_id", "epoch", "message", "key",
+        "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds", "path", "pack_size",
     }
 )
-_SECTIONS = {"model": ModelPlan, "compile": CompilePlan, "fit": FitPlan}
 _HOOKS = ("configure_model", "configure_compile", "configure_fit", "transform_model")
 
 
@@ -54,6 +56,9 @@ class Registry:
     remedies: dict[str, Remedy] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
+    #: name -> what identifies the remedy's code: a package and its version, or
+    #: the hash of a local file's content (part of a sweep's identity)
+    identities: dict[str, str] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
         return name in self.remedies
@@ -70,7 +75,11 @@ class Registry:
     def is_builtin(self, name: str) -> bool:
         return self.sources.get(name, "").startswith(BUILTIN_DISTRIBUTION + " ")
 
-    def add(self, obj: Any, plugin: str, source: str) -> None:
+    def identity(self, names: Iterable[str]) -> dict[str, str]:
+        """What identifies the code of each named remedy (plugins only)."""
+        return {n: self.identities[n] for n in names if n in self.identities and not self.is_builtin(n)}
+
+    def add(self, obj: Any, plugin: str, source: str, identity: str = "") -> None:
         """Check ``obj`` (a Remedy subclass or instance) and register it."""
         try:
             remedy = obj() if inspect.isclass(obj) else obj
@@ -96,6 +105,7 @@ class Registry:
             return
         self.remedies[name] = remedy
         self.sources[name] = source
+        self.identities[name] = identity or source
 
     def load_file(self, path: str | Path) -> None:
         """Register every Remedy subclass defined in a local Python file."""
@@ -104,13 +114,19 @@ class Registry:
         if not path.is_file():
             self.errors.append(PluginError(path.stem, source, "file not found"))
             return
-        module_name = f"remedysweep_local_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}"
+        try:
+            digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError as exc:
+            self.errors.append(PluginError(path.stem, source, f"cannot be read: {exc.strerror or exc}"))
+            return
+        module_name = f"remedysweep_local_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest[7:15]}"
         try:
             spec = importlib.util.spec_from_file_location(module_name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            with quiet_stderr():
+                spec.loader.exec_module(module)
         except BaseException as exc:  # SystemExit included: a plugin must not end the host
             sys.modules.pop(module_name, None)
             self.errors.append(PluginError(path.stem, source, f"failed to import: {_one_line(exc)}"))
@@ -123,7 +139,7 @@ class Registry:
         if not found:
             self.errors.append(PluginError(path.stem, source, "defines no Remedy subclass"))
         for cls in found:
-            self.add(cls, getattr(cls, "name", "") or cls.__name__, source)
+            self.add(cls, getattr(cls, "name", "") or cls.__name__, source, identity=f"{path.name} {digest}")
 
 
 def check_remedy(remedy: Any) -> str | None:
@@ -151,16 +167,20 @@ def check_remedy(remedy: Any) -> str | None:
         return f"range low {space.low} is above high {space.high}"
     if not space.contains(remedy.baseline):
         return f"baseline {remedy.baseline!r} is not one of its values ({space.describe()})"
+    if isinstance(space, Categorical) and any(c == AS_BUILT for c in space.choices):
+        return f"value {AS_BUILT!r} is reserved: every knob accepts it and it leaves the model as built"
     touches = getattr(remedy, "touches", ())
     if not isinstance(touches, (tuple, list)) or not touches:
         return "touches must name the plan fields it sets, e.g. ('compile.optimizer',)"
     for t in touches:
-        section, _, fname = str(t).partition(".")
-        cls = _SECTIONS.get(section)
-        if cls is None or fname not in {f.name for f in dataclasses.fields(cls)}:
-            return f"touches names {t!r}, which is not a plan field"
+        if t not in PLAN_FIELDS and t != TRANSFORM:
+            return f"touches names {t!r}, which is not a plan field (nor {TRANSFORM!r})"
     if not any(getattr(type(remedy), h) is not getattr(Remedy, h) for h in _HOOKS):
         return "overrides no hook (configure_model, configure_compile, configure_fit, transform_model)"
+    if remedy.transforms() and TRANSFORM not in touches:
+        return f"overrides transform_model but its touches do not declare {TRANSFORM!r}"
+    if not isinstance(getattr(remedy, "invasiveness", 1), int):
+        return "invasiveness must be an integer (0 training setting, 1 loss/optimizer, 2 architecture)"
     return None
 
 
@@ -180,11 +200,12 @@ def discover(plugin_files: Iterable[str | Path] = (), entry_points: bool = True)
             seen.add((dist, ep.name))
             source = f"{dist}" if not ep.dist or ep.dist.name != BUILTIN_DISTRIBUTION else f"{dist} (built-in)"
             try:
-                obj = ep.load()
+                with quiet_stderr():
+                    obj = ep.load()
             except BaseException as exc:
                 registry.errors.append(PluginError(ep.name, f"package {dist}", f"failed to import {ep.value}: {_one_line(exc)}"))
                 continue
-            registry.add(obj, ep.name, f"package {source}" if "built-in" not in source else source)
+            registry.add(obj, ep.name, f"package {source}" if "built-in" not in source else source, identity=f"package {dist}")
     for path in plugin_files:
         registry.load_file(path)
     return registry

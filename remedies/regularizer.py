@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .base import Categorical, ModelPlan, Remedy
 
@@ -13,14 +13,15 @@ MAX_NORM = 3.0
 
 class RegularizerRemedy(Remedy):
     """``l2``: L2 penalty 1e-4 on hidden kernels. ``dropout``: rate 0.2 after each
-    hidden layer. ``maxnorm``: weight clamping, each hidden unit's incoming weight
-    vector rescaled to norm <= 3 after every step (Keras ``MaxNorm`` constraint)."""
+    hidden activation. ``maxnorm``: weight clamping, each hidden unit's incoming
+    weight vector rescaled to norm <= 3 after every step (Keras ``MaxNorm``)."""
 
     name = "regularizer"
     description = "Regularizer on hidden layers: none, l2 (1e-4), dropout (0.2), maxnorm (weight clamping, 3.0)"
     space = Categorical(["none", "l2", "dropout", "maxnorm"])
     baseline = "none"
     touches = ("model.kernel_regularizer", "model.dropout", "model.kernel_constraint")
+    invasiveness = 2
 
     def configure_model(self, value: Any, model: ModelPlan) -> None:
         if value == "l2":
@@ -29,3 +30,14 @@ class RegularizerRemedy(Remedy):
             model.set("dropout", DROPOUT_RATE, by=self.name)
         elif value == "maxnorm":
             model.set("kernel_constraint", ("max_norm", MAX_NORM), by=self.name)
+
+    def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["maxnorm"] if symptoms & {"exploding_logits", "collapsed", "diverged"} else ()
+
+    def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
+        return {
+            "l2": f"kernel_regularizer=keras.regularizers.L2({L2_FACTOR}) on hidden layers",
+            "dropout": f"keras.layers.Dropout({DROPOUT_RATE}) after each hidden activation",
+            "maxnorm": f"kernel_constraint=keras.constraints.MaxNorm({MAX_NORM}) on hidden layers",
+            "none": "no regularizer",
+        }[value]

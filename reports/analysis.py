@@ -1,7 +1,7 @@
 """Analysis of a run folder: pandas in, DataFrames and plain values out.
 
-No plotting and no HTML here. Every rate comes with its 95% Wilson interval and
-its counts, so a small cell is visibly small.
+No plotting and no HTML here. Every rate comes with its counts and its 95%
+Wilson interval (from SciPy), so a small cell is visibly small.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-OUTCOME_ORDER = ("healthy", "degraded", "collapsed", "never_learned", "diverged", "failed")
-BAD_OUTCOMES = ("collapsed", "diverged", "never_learned")
+from remedysweep.engine.result import AT_CHANCE, OUTCOMES
+from remedysweep.errors import RunError
+
+OUTCOME_ORDER = OUTCOMES
+BAD_OUTCOMES = AT_CHANCE
 MIN_RUNS = 3  # fewer runs than this in a cell: too few to say anything
 
 
-class ReportError(RuntimeError):
-    """A run folder the report cannot read."""
+class ReportError(RunError):
+    """A run folder the report cannot read (one line, exit 2)."""
 
 
 @dataclass
@@ -45,10 +48,10 @@ class RunData:
         return list(self.sweep.get("seeds", []))
 
     @property
-    def expected_runs(self) -> int | None:
+    def expected_runs(self) -> int:
         s = self.sweep
         if s.get("sampler", {}).get("kind", "grid") == "grid":
-            return int(np.prod([len(k["values"]) for k in s.get("knobs", [])])) * len(self.seeds)
+            return int(math.prod(len(k.get("values", [])) for k in s.get("knobs", []))) * len(self.seeds)
         return int(s.get("sampler", {}).get("n_configs", 0)) * len(self.seeds)
 
     @property
@@ -56,17 +59,31 @@ class RunData:
         return dict(self.sweep.get("baseline", {}))
 
     @property
-    def n_classes(self) -> int:
+    def chance(self) -> float:
+        """The runs' chance level (majority-class rate of the validation labels)."""
+        if "chance" in self.trials:
+            c = pd.to_numeric(self.trials["chance"], errors="coerce").dropna()
+            if len(c):
+                return float(c.median())
         d = self.sweep.get("data", {})
-        return 10 if d.get("dataset") == "digits" else int(d.get("n_classes", 10))
+        return 1.0 / (10 if d.get("dataset") == "digits" else int(d.get("n_classes", 10) or 10))
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Empty cells are missing; a knob value such as "nan" or "None" stays a string."""
+def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
+    """Empty cells are missing; a knob value such as "nan" or "None" stays a string.
+    An unreadable file is one line naming it."""
+    if not path.exists():
+        if required:
+            return pd.DataFrame()
+        return pd.DataFrame()
     try:
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (FileNotFoundError, pd.errors.EmptyDataError):
+    except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"{path}: not a CSV text file (byte {exc.start} is not UTF-8)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise ReportError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
 
 
 def load_run(path: str | Path) -> RunData:
@@ -77,37 +94,63 @@ def load_run(path: str | Path) -> RunData:
     if not sweep_file.exists():
         raise ReportError(f"{path}: no sweep.json, so not a remedysweep run folder")
     try:
-        sweep = json.loads(sweep_file.read_text())["sweep"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ReportError(f"{sweep_file}: unreadable ({exc})") from None
-    knobs = [k["name"] for k in sweep.get("knobs", [])]
+        sweep = json.loads(sweep_file.read_text(encoding="utf-8"))["sweep"]
+        knobs = [str(k["name"]) for k in sweep.get("knobs", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise ReportError(f"{sweep_file}: unreadable ({type(exc).__name__})") from None
     trials = _read_csv(path / "trials.csv")
     if trials.empty:
         trials = pd.DataFrame(columns=["trial_number", "config_id", *knobs, "seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds"])
+    missing = [c for c in ("outcome", "config_id", "seed", "final_val_accuracy") if c not in trials]
+    if missing:
+        raise ReportError(f"{path / 'trials.csv'}: lacks column(s) {', '.join(missing)}; not a remedysweep trials.csv")
+    bad = trials[~trials["outcome"].isin(OUTCOMES)]
+    if len(bad):
+        line = int(bad.index[0]) + 2
+        raise ReportError(f"{path / 'trials.csv'}: line {line}: unknown outcome {str(bad['outcome'].iloc[0])[:40]!r}; allowed: {', '.join(OUTCOMES)}")
+    for col in ("final_val_accuracy", "peak_val_accuracy"):
+        if col in trials:
+            trials[col] = pd.to_numeric(trials[col], errors="coerce")
+    trials.attrs["knobs"] = knobs
     return RunData(path, sweep, trials, _read_csv(path / "curves.csv"), _read_csv(path / "early_probes.csv"), knobs)
 
 
 # ----------------------------------------------------------------------------
-# Intervals
+# Intervals and tests
 # ----------------------------------------------------------------------------
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for k successes in n trials."""
-    if n == 0:
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials (SciPy's)."""
+    if n <= 0:
         return (0.0, 1.0)
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
     p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    # Rounding must not put the interval on the wrong side of the estimate.
-    return (min(lo, p), max(hi, p))
+    return (min(float(ci.low), p), max(float(ci.high), p))
 
 
 def fmt_rate(k: int, n: int) -> str:
     lo, hi = wilson(k, n)
     return f"{k}/{n} ({lo:.0%}–{hi:.0%})"
+
+
+def fisher(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher exact p-value of k1/n1 against k2/n2."""
+    from scipy.stats import fisher_exact
+
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+def fmt_p(p: float) -> str:
+    if p != p:
+        return "–"
+    if p < 1e-4:
+        return f"p = {p:.1e}"
+    return f"p = {p:.2g}" if p < 0.01 else f"p = {p:.2f}"
 
 
 # ----------------------------------------------------------------------------
@@ -124,7 +167,7 @@ def outcome_counts(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _rate_row(group: pd.DataFrame) -> dict[str, Any]:
+def rate_row(group: pd.DataFrame) -> dict[str, Any]:
     n = len(group)
     collapsed = int((group["outcome"] == "collapsed").sum())
     bad = int(group["outcome"].isin(BAD_OUTCOMES).sum())
@@ -151,16 +194,12 @@ def _rate_row(group: pd.DataFrame) -> dict[str, Any]:
 def rates_by_value(trials: pd.DataFrame, knob: str) -> pd.DataFrame:
     """Collapse rate (and 'ended at chance' rate: collapsed, never learned or
     diverged) per value of one knob, with Wilson intervals."""
-    rows = []
-    for value, group in trials.groupby(knob, sort=False, dropna=False):
-        rows.append({"knob": knob, "value": value, **_rate_row(group)})
+    rows = [{"knob": knob, "value": value, **rate_row(group)} for value, group in trials.groupby(knob, sort=False, dropna=False)]
     return pd.DataFrame(rows)
 
 
 def rates_by_pair(trials: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    rows = []
-    for (va, vb), group in trials.groupby([a, b], sort=False, dropna=False):
-        rows.append({a: va, b: vb, **_rate_row(group)})
+    rows = [{a: va, b: vb, **rate_row(group)} for (va, vb), group in trials.groupby([a, b], sort=False, dropna=False)]
     return pd.DataFrame(rows)
 
 
@@ -185,15 +224,14 @@ def config_table(run: RunData) -> pd.DataFrame:
     rows = []
     for cid, group in t.groupby("config_id", sort=False):
         knobs = {k: group[k].iloc[0] for k in run.knobs if k in group}
-        outcomes = group["outcome"].value_counts().to_dict()
-        rows.append({"config_id": cid, **knobs, **_rate_row(group), "outcomes": outcomes})
+        rows.append({"config_id": cid, **knobs, **rate_row(group), "outcomes": group["outcome"].value_counts().to_dict()})
     df = pd.DataFrame(rows)
     df = df.sort_values(["at_chance_rate", "collapse_rate", "final_acc_median"], ascending=[True, True, False], kind="stable")
     df.insert(0, "rank", range(1, len(df) + 1))
     return df.reset_index(drop=True)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):
@@ -203,7 +241,7 @@ def _same(a: Any, b: Any) -> bool:
 def smallest_fix(run: RunData) -> dict[str, Any] | None:
     """The configuration closest to the sweep's baseline (fewest knobs changed)
     whose every seed ran healthy or degraded, never at chance; ties broken by
-    median accuracy. ``None`` if the baseline itself is fine or nothing is."""
+    median accuracy. ``None`` without results."""
     configs = config_table(run)
     if configs.empty:
         return None
@@ -211,7 +249,7 @@ def smallest_fix(run: RunData) -> dict[str, Any] | None:
     knobs = [k for k in run.knobs if k in configs]
 
     def changes(row: pd.Series) -> list[tuple[str, Any, Any]]:
-        return [(k, base.get(k), row[k]) for k in knobs if k in base and not _same(row[k], base[k])]
+        return [(k, base.get(k), row[k]) for k in knobs if k in base and not same(row[k], base[k])]
 
     configs = configs.assign(_changes=configs.apply(changes, axis=1))
     configs["_n"] = configs["_changes"].apply(len)
@@ -227,46 +265,17 @@ def smallest_fix(run: RunData) -> dict[str, Any] | None:
     return {"baseline": baseline_info, "fix": best, "changes": best["_changes"], "alternatives": alternatives}
 
 
-def headline(run: RunData) -> str:
-    """One sentence with numbers and intervals: the knob value whose 'ended at
-    chance' rate differs most from another value of the same knob."""
-    t = run.trials
-    if t.empty:
-        return "No runs have finished yet."
-    best: tuple[float, str] | None = None
-    for knob in swept_knobs(run):
-        r = rates_by_value(t, knob)
-        if len(r) < 2:
-            continue
-        hi = r.loc[r["at_chance_rate"].idxmax()]
-        lo = r.loc[r["at_chance_rate"].idxmin()]
-        gap = hi["at_chance_rate"] - lo["at_chance_rate"]
-        if best is None or gap > best[0]:
-            # Narrow to the highest learning rate when the knob is the loss, as the
-            # contrast is sharpest there.
-            text = (
-                f"{knob} = {hi['value']}: {fmt_rate(int(hi['at_chance']), int(hi['runs']))} runs ended at chance "
-                f"({int(hi['collapsed'])} of them after first rising: collapsed); "
-                f"{knob} = {lo['value']}: {fmt_rate(int(lo['at_chance']), int(lo['runs']))}."
-            )
-            best = (gap, text)
-    if best is None:
-        return f"{len(t)} runs; no knob was swept with more than one value."
-    return best[1]
-
-
 def contrast_at(run: RunData, knob: str, where: dict[str, Any]) -> pd.DataFrame:
     """Rates per value of ``knob`` within the runs matching ``where``."""
     t = run.trials
     for k, v in where.items():
-        t = t[t[k].apply(lambda x, v=v: _same(x, v))]
+        t = t[t[k].apply(lambda x, v=v: same(x, v))]
     return rates_by_value(t, knob) if not t.empty else pd.DataFrame()
 
 
 def isolation(run: RunData, knob: str) -> pd.DataFrame:
-    """Tuning-playbook isolation plot data: for each value of ``knob``, the best
-    configuration over the other knobs (by median final accuracy over seeds), with
-    its per-seed accuracies."""
+    """Isolation plot data: for each value of ``knob``, the best configuration
+    over the other knobs (by median final accuracy over seeds), with its seeds."""
     t = run.trials
     rows = []
     for value, group in t.groupby(knob, sort=False):
@@ -283,13 +292,13 @@ def aligned_curves(run: RunData, window: int = 5) -> pd.DataFrame:
     """Per-epoch curves of collapsed runs aligned at their collapse epoch
     (offset 0), and of healthy runs aligned at the median collapse epoch."""
     t, c = run.trials, run.curves
-    if t.empty or c.empty or "collapse_epoch" not in t:
+    if t.empty or c.empty or "collapse_epoch" not in t or "trial_number" not in c:
         return pd.DataFrame()
     collapsed = t[t["outcome"] == "collapsed"]
-    median_epoch = int(collapsed["collapse_epoch"].median()) if not collapsed.empty else 1
+    median_epoch = int(pd.to_numeric(collapsed["collapse_epoch"], errors="coerce").median()) if not collapsed.empty else 1
     frames = []
     for _, row in t[t["outcome"].isin(["collapsed", "healthy"])].iterrows():
-        anchor = int(row["collapse_epoch"]) if row["outcome"] == "collapsed" else median_epoch
+        anchor = int(row["collapse_epoch"]) if row["outcome"] == "collapsed" and row["collapse_epoch"] == row["collapse_epoch"] else median_epoch
         rc = c[c["trial_number"] == row["trial_number"]].copy()
         rc["offset"] = rc["epoch"] - anchor
         rc["outcome"] = row["outcome"]
@@ -302,6 +311,7 @@ DIAGNOSTICS = {
     "logit_spread": "logit spread across classes (std)",
     "dead_fraction": "dead-unit fraction",
     "grad_norm": "gradient norm",
+    "zero_grad_fraction": "share of exactly-zero kernel gradients",
     "weight_norm": "weight norm",
 }
 
@@ -316,7 +326,7 @@ def diagnostics_at_collapse(run: RunData) -> pd.DataFrame:
     for col, label in DIAGNOSTICS.items():
         if col not in a:
             continue
-        row = {"diagnostic": label}
+        row: dict[str, Any] = {"diagnostic": label}
         for outcome in ("collapsed", "healthy"):
             v = pd.to_numeric(a[a["outcome"] == outcome][col], errors="coerce").dropna()
             row[f"{outcome}_median"] = float(v.median()) if len(v) else float("nan")
@@ -327,35 +337,29 @@ def diagnostics_at_collapse(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fusion_evidence(run: RunData) -> dict[str, Any] | None:
-    """For ``loss = keras_default``: (1) what Keras computed for a softmax output
-    in the trial process, (2) how far its runs' curves are from the
-    ``fused_logits`` runs with the same seed and other knobs, and from the
-    ``unfused`` ones."""
-    t, c = run.trials, run.curves
-    if "loss" not in t or not (t["loss"] == "keras_default").any():
-        return None
-    kd = t[t["loss"] == "keras_default"]
-    fuses = kd["keras_fuses"].dropna() if "keras_fuses" in kd else pd.Series(dtype=bool)
-    others = [k for k in run.knobs if k != "loss"]
-    out: dict[str, Any] = {"keras_fuses_runs": int(fuses.astype(bool).sum()), "checked_runs": int(len(fuses))}
-    for other in ("fused_logits", "unfused"):
-        diffs, pairs = [], 0
-        for _, row in kd.iterrows():
-            mask = (t["loss"] == other) & (t["seed"] == row["seed"])
-            for k in others:
-                mask &= t[k].apply(lambda x, v=row[k]: _same(x, v))
-            match = t[mask]
-            if match.empty or c.empty:
-                continue
-            a = c[c["trial_number"] == row["trial_number"]]["val_accuracy"].to_numpy()
-            b = c[c["trial_number"] == match.iloc[0]["trial_number"]]["val_accuracy"].to_numpy()
-            n = min(len(a), len(b))
-            if n:
-                diffs.append(float(np.nanmax(np.abs(a[:n] - b[:n]))))
-                pairs += 1
-        out[other] = {"pairs": pairs, "max_abs_diff": max(diffs) if diffs else None, "identical_pairs": sum(d < 1e-6 for d in diffs)}
-    return out
+def symptom_counts(run: RunData) -> pd.DataFrame:
+    """How many runs showed each named symptom."""
+    t = run.trials
+    if t.empty or "symptoms" not in t:
+        return pd.DataFrame()
+    counts: dict[str, int] = {}
+    for cell in t["symptoms"].dropna().astype(str):
+        for s in filter(None, cell.split(";")):
+            counts[s] = counts.get(s, 0) + 1
+    from remedysweep.engine.symptoms import OUTCOME_SYMPTOMS, SYMPTOMS
+
+    rows = [{"symptom": s, "runs": n, "meaning": SYMPTOMS.get(s, "")} for s, n in counts.items() if s not in OUTCOME_SYMPTOMS]
+    return pd.DataFrame(rows).sort_values("runs", ascending=False) if rows else pd.DataFrame()
+
+
+def paths(run: RunData) -> pd.DataFrame:
+    """How the runs were trained: packed or on the Keras path, and why."""
+    t = run.trials
+    if t.empty or "path" not in t:
+        return pd.DataFrame()
+    notes = t["path_note"].fillna("") if "path_note" in t else pd.Series([""] * len(t), index=t.index)
+    df = pd.DataFrame({"path": t["path"].fillna("?"), "why": notes})
+    return df.groupby(["path", "why"]).size().reset_index(name="runs")
 
 
 def failures(run: RunData) -> pd.DataFrame:
@@ -370,10 +374,7 @@ def failures(run: RunData) -> pd.DataFrame:
 def importance(run: RunData) -> pd.DataFrame:
     """How much each knob explains whether a run ends at chance: the spread
     (max - min) of the 'ended at chance' rate across its values, and Optuna's
-    fANOVA on a 0/1 target when it can be computed.
-
-    Caveats: with few runs per value both are noisy; fANOVA needs at least two
-    values per knob and treats the grid's runs as independent samples."""
+    fANOVA on a 0/1 target when it can be computed."""
     t = binned(run)
     knobs = swept_knobs(run)
     rows = []
@@ -383,12 +384,11 @@ def importance(run: RunData) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["fanova"] = _fanova(run, knobs)
+    df["fanova"] = _fanova(t, knobs)
     return df.sort_values("rate_spread", ascending=False).reset_index(drop=True)
 
 
-def _fanova(run: RunData, knobs: list[str]) -> list[float]:
-    t = binned(run)
+def _fanova(t: pd.DataFrame, knobs: list[str]) -> list[float]:
     if len(t) < 8 or not knobs:
         return [float("nan")] * len(knobs)
     try:
@@ -396,27 +396,19 @@ def _fanova(run: RunData, knobs: list[str]) -> list[float]:
         from optuna.distributions import CategoricalDistribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists = {k: CategoricalDistribution(sorted(t[k].dropna().unique().tolist(), key=str)) for k in knobs}
-        trials = []
-        for _, row in t.iterrows():
-            params = {k: _py(row[k]) for k in knobs}
-            trials.append(
-                optuna.trial.create_trial(params=params, distributions=dists, value=float(row["outcome"] in BAD_OUTCOMES))
-            )
+        dists = {k: CategoricalDistribution(sorted({_py(v) for v in t[k].dropna()}, key=str)) for k in knobs}
+        trials = [optuna.trial.create_trial(params={k: _py(row[k]) for k in knobs}, distributions=dists,
+                                            value=float(row["outcome"] in BAD_OUTCOMES)) for _, row in t.iterrows()]
         study = optuna.create_study()
         study.add_trials(trials)
-        imp = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), normalize=True
-        )
+        imp = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), normalize=True)
         return [float(imp.get(k, float("nan"))) for k in knobs]
     except Exception:
         return [float("nan")] * len(knobs)
 
 
 def _py(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def binned(run: RunData, bins: int = 4) -> pd.DataFrame:
@@ -429,24 +421,22 @@ def binned(run: RunData, bins: int = 4) -> pd.DataFrame:
             values = pd.to_numeric(t[k], errors="coerce")
             cut = pd.qcut(values, q=bins, duplicates="drop")
             t[k] = cut.apply(lambda iv: f"[{iv.left:.3g}, {iv.right:.3g}]").astype(str)
+    t.attrs = dict(run.trials.attrs)
     return t
 
 
 def pareto(run: RunData) -> pd.DataFrame:
     """Multi-objective sweeps: configurations on the Pareto front of median
-    collapse-aware accuracy (higher is better) against the second objective
-    (median training seconds, or the share of seeds that collapsed or diverged;
-    lower is better)."""
+    collapse-aware accuracy (higher is better) against the second objective."""
     objective = run.sweep.get("sampler", {}).get("objective", "accuracy")
     t = run.trials
     if objective == "accuracy" or t.empty:
         return pd.DataFrame()
-    chance = 1.0 / run.n_classes
-    score = pd.to_numeric(t["final_val_accuracy"], errors="coerce").where(~t["outcome"].isin(BAD_OUTCOMES), chance)
+    score = pd.to_numeric(t["final_val_accuracy"], errors="coerce").where(~t["outcome"].isin(BAD_OUTCOMES), run.chance)
     second = (pd.to_numeric(t["train_seconds"], errors="coerce") if objective == "accuracy_vs_time"
               else t["outcome"].isin(["collapsed", "diverged"]).astype(float))
     df = pd.DataFrame({"config_id": t["config_id"], "score": score, "second": second})
-    agg = df.groupby("config_id").agg(score=("score", "median"), second=("second", "mean" if objective != "accuracy_vs_time" else "median"), runs=("score", "size"))
+    agg = df.groupby("config_id").agg(score=("score", "median"), second=("second", "median" if objective == "accuracy_vs_time" else "mean"), runs=("score", "size"))
     front = [cid for cid, row in agg.iterrows()
              if not ((agg["score"] >= row["score"]) & (agg["second"] <= row["second"]) & ((agg["score"] > row["score"]) | (agg["second"] < row["second"]))).any()]
     out = agg.loc[front].reset_index().sort_values("score", ascending=False)
@@ -454,3 +444,12 @@ def pareto(run: RunData) -> pd.DataFrame:
     out = out.join(knobs, on="config_id")
     out["second_name"] = "median train seconds" if objective == "accuracy_vs_time" else "share collapsed or diverged"
     return out.reset_index(drop=True)
+
+
+def seed_spread(run: RunData) -> dict[str, int] | None:
+    """How many configurations disagree across seeds (some at chance, some not)."""
+    t = run.trials
+    if t.empty:
+        return None
+    g = t.groupby("config_id")["outcome"].agg(lambda s: s.isin(BAD_OUTCOMES).mean())
+    return {"configs": int(len(g)), "mixed": int(((g > 0) & (g < 1)).sum())}

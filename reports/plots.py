@@ -25,7 +25,9 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
+    # Text is never parsed as math: knob values and folder names are shown as written.
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+                         "text.parse_math": False, "text.usetex": False})
     return plt
 
 
@@ -173,18 +175,19 @@ def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataF
 
 
 def outcome_bar(counts: pd.DataFrame) -> Any:
+    """The runs' outcomes as one stacked bar; the labels go in a legend below, so
+    a narrow segment's label is never cut."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 0.8))
+    fig, ax = plt.subplots(figsize=(6.4, 1.1))
     left = 0
     total = max(1, counts["runs"].sum())
     for row in counts.itertuples():
         if row.runs:
-            ax.barh(0, row.runs, left=left, color=OUTCOME_COLORS[row.outcome])
-            if row.runs / total > 0.06:
-                ax.text(left + row.runs / 2, 0, f"{row.outcome} {row.runs}", ha="center", va="center", color="white", fontsize=8)
+            ax.barh(0, row.runs, left=left, color=OUTCOME_COLORS.get(row.outcome, "#000"), label=f"{row.outcome} {row.runs}")
             left += row.runs
     ax.set_xlim(0, total)
     ax.axis("off")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=6, frameon=False, fontsize=8, handlelength=1.0)
     return fig
 
 

@@ -1,603 +1,469 @@
-"""``remedysweep doctor``: diagnose a user's own Keras model.
+"""``remedysweep doctor``: diagnose a user's own Keras classifier and find the
+least invasive remedy that verifiably fixes it.
 
-Steps, each reported:
+An application of the sweep engine, not a second one: the model and data go
+through the same sources and checks as a sweep file's, every run is trained,
+recorded and classified by the same trainers and recorder, the fixes are the
+registry's remedies (plugins included, through their ``suggest`` hook), the
+runs live in an Optuna study in the output folder, and the report is rendered
+by the same report code.
 
-1. Sanity check: the same architecture and loss, with Adam at 1e-3, on easy data
-   (one distinct input pattern per class) must reach 95%; if not, the model or the
-   loss is broken and doctor stops there.
-2. Baseline: the user's model as compiled (loss, optimizer, learning rate), over
-   several seeds, with the per-epoch diagnostics; the symptoms.
-3. A targeted sweep: the fixes that apply to those symptoms, least invasive first,
-   each over the same seeds, with the collapse-aware early stop.
-4. Verdict: the smallest change that avoided ending at chance on every seed, its
-   interval, and the code change to make.
+Steps, each printed:
 
-Fixes that change the architecture work on Sequential and functional models
-through ``keras.models.clone_model`` with a ``clone_function``; one that cannot
-apply says why and is skipped.
+1. Sanity check: the same architecture and loss, Adam at 1e-3, on easy data
+   (one input pattern per class). A model that cannot learn it gets the symptom
+   ``cannot_learn_easy_data``, which remedies may act on; nothing stops here.
+2. Baseline: the model as built, over the seeds, with the diagnostics; the
+   symptoms of its structure, its runs and its data.
+3. A targeted search over the remedies that apply to those symptoms, single
+   changes least invasive first, then pairs of the best partial fixes, each over
+   the same seeds, within a budget of runs.
+4. Verdict: the least invasive change that fixed every seed and beat the
+   baseline, with its evidence (seeds at chance, median final accuracy before
+   and after) and the code change; or the best partial fix.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import itertools
 import json
 import math
-import sys
-from dataclasses import dataclass
+import statistics
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
+from remedysweep.errors import SweepError
+from remedysweep.files import atomic_write
+from remedysweep.remedies import AS_BUILT, RemedyConflict
 
-from .config import EarlyStopSpec, OutcomeSpec, Sweep, TrainingSpec, DataSpec, ModelSpec
-from .data import Dataset
-from .trial import BuiltTrial, RunResult, configure_tensorflow, train_and_record
+from .engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, build_plan, make_sweep, run_key
+from .engine.result import RunOutcome, RunResult
+from .engine.symptoms import SYMPTOMS, model_symptoms
 
-AT_CHANCE = ("collapsed", "never_learned", "diverged")
-
-
-class DoctorError(ValueError):
-    """Input doctor cannot use (one line, exit 2)."""
-
-
-class NotApplicable(Exception):
-    """A fix that does not apply to this model."""
+#: Causes the doctor can see in the model or the data: remedies that remove one
+#: are tried before remedies that only relieve what the runs show.
+ROOT_CAUSES = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
+                         "handwritten_loss", "unscaled_inputs"})
+#: Symptoms that make a model need a fix even when no seed ended at chance.
+DEFINITE = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
+                      "oscillation", "cannot_learn_easy_data", "unscaled_inputs"})
+SANITY_EPOCHS = 40
 
 
 # ----------------------------------------------------------------------------
-# Loading the user's model and data
+# The user's model and data, as a sweep
 # ----------------------------------------------------------------------------
 
 
-def load_callable(spec: str, what: str) -> Callable[[], Any]:
-    """``package.module:function`` or ``path/to/file.py:function``."""
-    if ":" not in spec:
-        raise DoctorError(f"--{what} {spec!r}: expected MODULE:FUNCTION or FILE.py:FUNCTION")
-    target, func = spec.rsplit(":", 1)
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise DoctorError(f"--{what} {spec!r}: file {target} not found")
-            mod_name = f"remedysweep_user_{path.stem}"
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-            sys.modules[mod_name] = module
-            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            if "" not in sys.path:
-                sys.path.insert(0, "")
-            module = importlib.import_module(target)
-    except DoctorError:
-        raise
-    except Exception as exc:
-        raise DoctorError(f"--{what} {spec!r}: cannot import {target}: {type(exc).__name__}: {exc}") from None
-    fn = getattr(module, func, None)
-    if not callable(fn):
-        raise DoctorError(f"--{what} {spec!r}: {target} has no function {func!r}")
-    return fn
+def _source_specs(model: str, data: str) -> tuple[ModelSpec, DataSpec]:
+    from .engine.config import CALLABLE_PATTERN, _callable_spec
 
-
-@dataclass
-class Problem:
-    """The user's model factory and data, with labels as integers."""
-
-    model_fn: Callable[[], Any]
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    n_classes: int
-    one_hot_labels: bool
-    source: str = ""
-
-    def labels(self, y: np.ndarray) -> np.ndarray:
-        """Labels in the format the user's loss expects."""
-        return np.eye(self.n_classes, dtype="float32")[y] if self.one_hot_labels else y
-
-    def dataset(self) -> Dataset:
-        return Dataset("user", self.x_train, self.y_train, self.x_val, self.y_val, self.n_classes)
-
-
-def _as_int_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        return y.argmax(axis=1).astype("int32"), True
-    if y.ndim == 2:
-        y = y[:, 0]
-    if y.ndim != 1 or not np.all(np.equal(np.mod(y, 1), 0)):
-        raise DoctorError(f"--data: {name} must be integer class labels or one-hot rows, got shape {y.shape}")
-    return y.astype("int32"), False
-
-
-def load_problem(model_spec: str, data_spec: str) -> Problem:
-    """From ``MODULE:FUNCTION`` pairs, or a saved ``.keras`` model and an ``.npz``."""
-    configure_tensorflow()
-    import keras
-
-    if model_spec.endswith(".keras"):
-        path = Path(model_spec)
-        if not path.is_file():
-            raise DoctorError(f"--model {model_spec}: file not found")
-
-        def model_fn() -> Any:
-            try:
-                return keras.models.load_model(path)
-            except Exception as exc:
-                raise DoctorError(f"--model {model_spec}: cannot load: {type(exc).__name__}: {exc}") from None
+    if model.endswith((".keras", ".h5")):
+        if not Path(model).is_file():
+            raise SweepError("--model", None, f"{model}: file not found")
+        model_spec = ModelSpec(path=str(Path(model).resolve()))
+    elif CALLABLE_PATTERN.match(model):
+        model_spec = ModelSpec(builder=_callable_spec("--model", None, model, Path.cwd()))  # type: ignore[arg-type]
     else:
-        model_fn = load_callable(model_spec, "model")
-    if data_spec.endswith(".npz"):
-        try:
-            arrays = np.load(data_spec)
-            data = ((arrays["x_train"], arrays["y_train"]), (arrays["x_val"], arrays["y_val"]))
-        except (OSError, KeyError) as exc:
-            raise DoctorError(f"--data {data_spec}: needs arrays x_train, y_train, x_val, y_val ({exc})") from None
+        raise SweepError("--model", None, f"{model!r}: expected FILE.py:FUNCTION, package.module:FUNCTION or a .keras file")
+    path = Path(data)
+    if data.endswith((".npz", ".csv")) or path.is_dir():
+        if not path.exists():
+            raise SweepError("--data", None, f"{data}: not found")
+        data_spec = DataSpec(path=str(path.resolve()))
+    elif CALLABLE_PATTERN.match(data):
+        data_spec = DataSpec(loader=_callable_spec("--data", None, data, Path.cwd()))  # type: ignore[arg-type]
     else:
-        try:
-            data = load_callable(data_spec, "data")()
-        except DoctorError:
-            raise
-        except Exception as exc:
-            raise DoctorError(f"--data {data_spec}: the function raised {type(exc).__name__}: {exc}") from None
-    try:
-        (x_tr, y_tr), (x_va, y_va) = data
-    except (TypeError, ValueError):
-        raise DoctorError(f"--data {data_spec}: must return ((x_train, y_train), (x_val, y_val))") from None
-    y_tr, one_hot_tr = _as_int_labels(y_tr, "y_train")
-    y_va, _ = _as_int_labels(y_va, "y_val")
-    n_classes = int(max(y_tr.max(), y_va.max()) + 1)
-    if n_classes < 2:
-        raise DoctorError(f"--data {data_spec}: needs at least two classes")
-    x_tr, x_va = np.asarray(x_tr), np.asarray(x_va)
-    if x_tr.dtype.kind == "f":
-        x_tr, x_va = x_tr.astype("float32"), x_va.astype("float32")
-    return Problem(model_fn, x_tr, y_tr, x_va, y_va, n_classes, one_hot_tr, source=f"{model_spec} on {data_spec}")
+        raise SweepError("--data", None, f"{data!r}: expected FILE.py:FUNCTION, package.module:FUNCTION, an .npz, a .csv or an image folder")
+    return model_spec, data_spec
+
+
+def doctor_sweep(model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, knobs: dict[str, tuple[Any, ...]] | None = None,
+                 plugins: tuple[str, ...] = (), name: str = "doctor") -> Sweep:
+    sweep = make_sweep(name, model=model, data=data, knobs=knobs or {}, seeds=tuple(range(seeds)), epochs=epochs, early_probes=4)
+    return replace(sweep, source=f"<{name}>", plugins=tuple(str(Path(p).resolve()) for p in plugins),
+                   baseline=tuple((k, AS_BUILT) for k in (knobs or {})))
 
 
 # ----------------------------------------------------------------------------
-# Looking at the model
+# Summaries of a set of runs
 # ----------------------------------------------------------------------------
 
 
-def _activation_name(layer: Any) -> str | None:
-    act = getattr(layer, "activation", None)
-    return getattr(act, "__name__", None) if act is not None else None
-
-
-def _loss_name(loss: Any) -> str:
-    if isinstance(loss, str):
-        return loss
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-KERAS_CE = {"categorical_crossentropy", "sparse_categorical_crossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy"}
-
-
-def inspect_model(model: Any, problem: Problem) -> dict[str, Any]:
-    """Static facts: output activation, loss, optimizer, structural symptoms."""
-    import keras
-
-    last = model.layers[-1]
-    prev = model.layers[-2] if len(model.layers) > 1 else None
-    softmax_out = _activation_name(last) == "softmax"
-    double_softmax = softmax_out and prev is not None and _activation_name(prev) == "softmax"
-    loss = model.loss
-    loss_name = _loss_name(loss)
-    from_logits = bool(getattr(loss, "get_config", lambda: {})().get("from_logits", False)) if not isinstance(loss, str) else False
-    opt = model.optimizer
-    facts = {
-        "output_softmax": softmax_out,
-        "double_softmax": double_softmax,
-        "loss": loss_name,
-        "keras_cross_entropy": loss_name in KERAS_CE,
-        "from_logits": from_logits,
-        "optimizer": type(opt).__name__ if opt is not None else None,
-        "learning_rate": float(keras.ops.convert_to_numpy(opt.learning_rate)) if opt is not None else None,
-        "hidden_activations": sorted({a for l in model.layers[:-1] for a in [_activation_name(l)] if a and a != "linear"}),
-        "sequential": isinstance(model, keras.Sequential),
-        "n_params": int(model.count_params()),
-    }
-    symptoms = []
-    if double_softmax:
-        symptoms.append("softmax applied twice: the last two layers both end in softmax")
-    if not softmax_out and facts["keras_cross_entropy"] and not from_logits:
-        symptoms.append("softmax missing: the model outputs logits but the loss expects probabilities (from_logits=False)")
-    if softmax_out and from_logits:
-        symptoms.append("softmax applied before a loss told from_logits=True")
-    sparse = "sparse" in loss_name.lower()
-    if facts["keras_cross_entropy"] and sparse == problem.one_hot_labels:
-        symptoms.append(f"labels/loss mismatch: {'one-hot' if problem.one_hot_labels else 'integer'} labels with {loss_name}")
-    if softmax_out and not facts["keras_cross_entropy"]:
-        facts["handwritten_loss_on_softmax"] = True
-    return {"facts": facts, "symptoms": symptoms}
-
-
-# ----------------------------------------------------------------------------
-# Fixes
-# ----------------------------------------------------------------------------
-
-
-def _recompile(model: Any, base: Any, *, loss: Any = None, lr_factor: float = 1.0, clip: float | None = None) -> Any:
-    import keras
-
-    opt_cfg = base.optimizer.get_config()
-    opt_cfg["learning_rate"] = float(keras.ops.convert_to_numpy(base.optimizer.learning_rate)) * lr_factor
-    if clip is not None:
-        opt_cfg["global_clipnorm"] = clip
-    optimizer = type(base.optimizer).from_config(opt_cfg)
-    model.compile(optimizer=optimizer, loss=loss if loss is not None else base.loss, metrics=["accuracy"])
-    return model
-
-
-def clone_model(base: Any, clone_function: Callable[[Any], Any] | None = None) -> Any:
-    """``keras.models.clone_model`` that also re-compiles models whose loss is a
-    user function Keras cannot look up by name."""
-    import keras
-
-    custom = {}
-    for obj in (base.loss, getattr(base, "_compile_loss", None)):
-        if callable(obj) and hasattr(obj, "__name__"):
-            custom[obj.__name__] = obj
-    with keras.saving.custom_object_scope(custom):
-        return keras.models.clone_model(base, clone_function=clone_function)
-
-
-def _clone(base: Any, change: Callable[[Any, dict], dict | None]) -> Any:
-    """Clone with a per-layer config change (fresh, seeded weights)."""
-
-    def clone_function(layer: Any) -> Any:
-        cfg = layer.get_config()
-        new = change(layer, dict(cfg))
-        return layer.__class__.from_config(new if new is not None else cfg)
-
-    return clone_model(base, clone_function=clone_function)
-
-
-@dataclass(frozen=True)
-class Fix:
-    name: str
-    description: str
-    code: str
-    apply: Callable[[Any, Problem], Any]  # compiled base model -> new compiled model
-    when: Callable[[dict[str, Any], set[str]], bool]
-
-
-def _fused(base: Any, problem: Problem) -> Any:
-    import keras
-
-    last = base.layers[-1]
-    if _activation_name(last) != "softmax":
-        raise NotApplicable("the model does not end in a softmax")
-    if isinstance(last, keras.layers.Activation):
-        inner = keras.Model(base.inputs, base.layers[-2].output)
-        model = clone_model(inner)
-    else:
-        model = _clone(base, lambda l, c: {**c, "activation": "linear"} if l is last else None)
-    loss = (keras.losses.CategoricalCrossentropy if problem.one_hot_labels else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
-    return _recompile(model, base, loss=loss)
-
-
-def _lr(factor: float) -> Callable[[Any, Problem], Any]:
-    def apply(base: Any, problem: Problem) -> Any:
-
-        return _recompile(clone_model(base), base, lr_factor=factor)
-
-    return apply
-
-
-def _clipnorm(base: Any, problem: Problem) -> Any:
-
-    return _recompile(clone_model(base), base, clip=1.0)
-
-
-def _leaky(base: Any, problem: Problem) -> Any:
-    last = base.layers[-1]
-    if "relu" not in {_activation_name(l) for l in base.layers}:
-        raise NotApplicable("no ReLU activation to replace")
-    model = _clone(base, lambda l, c: {**c, "activation": "leaky_relu"} if l is not last and c.get("activation") == "relu" else None)
-    return _recompile(model, base)
-
-
-def _maxnorm(base: Any, problem: Problem) -> Any:
-    import keras
-
-    last = base.layers[-1]
-    model = _clone(base, lambda l, c: {**c, "kernel_constraint": keras.constraints.serialize(keras.constraints.MaxNorm(3.0))}
-                   if "kernel_constraint" in c and l is not last else None)
-    return _recompile(model, base)
-
-
-def _narrower(base: Any, problem: Problem) -> Any:
-    import keras
-
-    dense = [l for l in base.layers if isinstance(l, keras.layers.Dense)]
-    if len(dense) < 2:
-        raise NotApplicable("no hidden Dense layer to narrow")
-    hidden = set(id(l) for l in dense[:-1])
-    model = _clone(base, lambda l, c: {**c, "units": max(1, c["units"] // 4)} if id(l) in hidden else None)
-    return _recompile(model, base)
-
-
-def _batchnorm(base: Any, problem: Problem) -> Any:
-    import keras
-
-    if not isinstance(base, keras.Sequential):
-        raise NotApplicable("inserting layers needs a Sequential model; this one is functional")
-    dense = [l for l in base.layers if isinstance(l, keras.layers.Dense)]
-    layers: list[Any] = [keras.Input(base.inputs[0].shape[1:], dtype=base.inputs[0].dtype)]
-    for layer in base.layers:
-        cfg = layer.get_config()
-        if isinstance(layer, keras.layers.Dense) and layer is not dense[-1]:
-            act = cfg.get("activation", "linear")
-            layers += [keras.layers.Dense.from_config({**cfg, "activation": "linear", "name": cfg["name"] + "_pre"}),
-                       keras.layers.BatchNormalization(), keras.layers.Activation(act)]
-        else:
-            layers.append(layer.__class__.from_config(cfg))
-    return _recompile(keras.Sequential(layers), base)
-
-
-FIXES: tuple[Fix, ...] = (
-    Fix("fused_loss", "remove the final softmax and use the fused cross-entropy on the logits",
-        "make the last layer Dense(n_classes) with no activation and compile with "
-        "loss=keras.losses.{Sparse}CategoricalCrossentropy(from_logits=True); apply softmax only to read probabilities",
-        _fused, lambda f, s: f["output_softmax"] and (not f["keras_cross_entropy"] or f["from_logits"] or f["double_softmax"])),
-    Fix("learning_rate_x0.1", "divide the learning rate by 10",
-        "optimizer=<same optimizer>(learning_rate=<current> / 10)", _lr(0.1), lambda f, s: True),
-    Fix("global_clipnorm_1", "clip the global gradient norm to 1",
-        "optimizer=<same optimizer>(..., global_clipnorm=1.0)", _clipnorm, lambda f, s: bool(s & {"diverged", "exploding"})),
-    Fix("learning_rate_x0.01", "divide the learning rate by 100",
-        "optimizer=<same optimizer>(learning_rate=<current> / 100)", _lr(0.01), lambda f, s: True),
-    Fix("leaky_relu", "replace ReLU with leaky ReLU in hidden layers",
-        "activation='leaky_relu' instead of 'relu' in hidden layers", _leaky, lambda f, s: "relu" in f["hidden_activations"]),
-    Fix("maxnorm_3", "clamp each hidden unit's weights to norm 3",
-        "kernel_constraint=keras.constraints.MaxNorm(3.0) on hidden layers", _maxnorm, lambda f, s: True),
-    Fix("batchnorm", "batch normalization before each hidden activation",
-        "Dense(units) -> BatchNormalization() -> Activation(...) for each hidden layer", _batchnorm, lambda f, s: True),
-    Fix("narrower", "a network 4x narrower",
-        "units=<current> // 4 in hidden Dense layers", _narrower, lambda f, s: True),
-)
-
-
-# ----------------------------------------------------------------------------
-# Running
-# ----------------------------------------------------------------------------
-
-
-def _doctor_sweep(epochs: int, seeds: int) -> Sweep:
-    return Sweep(
-        name="doctor",
-        source="<doctor>",
-        data=DataSpec(),
-        model=ModelSpec(),
-        training=TrainingSpec(epochs=epochs, probe_size=256),
-        knobs=(),
-        seeds=tuple(range(seeds)),
-        baseline=(),
-        outcome=OutcomeSpec(window=min(3, epochs)),
-        early_stop=EarlyStopSpec(enabled=True, patience=max(3, min(3, epochs))),
-    )
-
-
-def _built(model: Any, problem: Problem, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, seed: int, batch_size: int = 32) -> BuiltTrial:
-    from remedysweep.remedies import TrialPlan
-
-    loss = model.loss
-    if isinstance(loss, str):
-        import keras
-
-        loss = keras.losses.get(loss)
-    plan = TrialPlan()
-    plan.fit.batch_size = batch_size
-    return BuiltTrial(model, loss, plan, x_tr, problem.labels(y_tr), x_va, problem.labels(y_va), max(1, math.ceil(len(x_tr) / batch_size)), seed)
-
-
-def run_variant(problem: Problem, fix: Fix | None, seed: int, sweep: Sweep) -> RunResult:
-    import keras
-
-    def build() -> BuiltTrial:
-        keras.utils.set_random_seed(seed)
-        base = problem.model_fn()
-        model = fix.apply(base, problem) if fix else base
-        return _built(model, problem, problem.x_train, problem.y_train, problem.x_val, problem.y_val, seed)
-
-    return train_and_record(sweep, build, problem.dataset())
-
-
-def sanity_check(problem: Problem, epochs: int = 40) -> dict[str, Any]:
-    """Same architecture and loss, Adam 1e-3, one distinct input per class."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    base = problem.model_fn()
-    rng = np.random.default_rng(0)
-    shape = problem.x_train.shape[1:]
-    if problem.x_train.dtype.kind in "iu":
-        high = int(problem.x_train.max()) + 1
-        patterns = rng.integers(0, max(2, high), size=(problem.n_classes, *shape)).astype(problem.x_train.dtype)
-    else:
-        scale = float(np.std(problem.x_train)) or 1.0
-        patterns = (rng.standard_normal((problem.n_classes, *shape)) * scale).astype("float32")
-    y = np.repeat(np.arange(problem.n_classes, dtype="int32"), 16)
-    x = patterns[y]
-    model = clone_model(base)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=base.loss, metrics=["accuracy"])
-    try:
-        hist = model.fit(x, problem.labels(y), batch_size=32, epochs=epochs, verbose=0, shuffle=True)
-    except Exception as exc:  # the user's model or loss cannot even train
-        from .trial import _error_message
-
-        return {"accuracy": float("nan"), "loss": float("nan"), "passed": False, "epochs": 0, "error": _error_message(exc)}
-    acc = float(hist.history["accuracy"][-1])
-    loss = float(hist.history["loss"][-1])
-    return {"accuracy": acc, "loss": loss, "passed": bool(acc >= 0.95 and math.isfinite(loss)), "epochs": epochs}
-
-
-def _nan_layer(problem: Problem, seed: int, sweep: Sweep) -> str | None:
-    """Re-run the baseline to its first non-finite epoch and name the first layer
-    whose weights are NaN/Inf then."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = problem.model_fn()
-    found: list[str] = []
-
-    class Watch(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            layers = [l for l in self.model.layers if l.weights]
-            for i, layer in enumerate(layers, 1):
-                for w in layer.weights:
-                    if not np.all(np.isfinite(keras.ops.convert_to_numpy(w))):
-                        found.append(f"{layer.name} (weight layer {i} of {len(layers)}, step {batch + 1})")
-                        self.model.stop_training = True
-                        return
-
-    model.fit(problem.x_train, problem.labels(problem.y_train), batch_size=32, epochs=sweep.training.epochs, verbose=0, callbacks=[Watch()])
-    return found[0] if found else None
-
-
-def summarize(results: list[RunResult]) -> dict[str, Any]:
+def summarize(results: Sequence[RunResult]) -> dict[str, Any]:
     from remedysweep.reports.analysis import wilson
 
     n = len(results)
-    bad = sum(r.outcome in AT_CHANCE for r in results)
-    lo, hi = wilson(bad, n)
+    bad = sum(r.outcome.at_chance for r in results)
     outcomes: dict[str, int] = {}
     for r in results:
-        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+        outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
     finals = [r.final_val_accuracy for r in results if r.final_val_accuracy == r.final_val_accuracy]
     return {
         "runs": n,
         "at_chance": bad,
-        "at_chance_interval": [lo, hi],
+        "at_chance_interval": list(wilson(bad, n)),
+        "failed": outcomes.get("failed", 0),
+        "degraded": outcomes.get("degraded", 0),
+        "oscillating": sum(r.oscillations >= 3 for r in results),
         "outcomes": outcomes,
         "final_accuracy": finals,
-        "median_final_accuracy": float(np.median(finals)) if finals else None,
+        "median_final_accuracy": float(statistics.median(finals)) if finals else None,
+        "symptoms": sorted({s for r in results for s in r.symptoms}),
+        "messages": sorted({r.message for r in results if r.message})[:3],
     }
 
 
-def _symptom_tags(results: list[RunResult], n_classes: int) -> tuple[set[str], list[str]]:
-    tags: set[str] = set()
-    text: list[str] = []
-    outcomes = [r.outcome for r in results]
-    for o in ("collapsed", "never_learned", "diverged", "degraded", "failed"):
-        k = outcomes.count(o)
-        if k:
-            tags.add(o)
-            text.append(f"{o} on {k} of {len(results)} seeds")
-    logits = [max(r.curves.get("logit_abs_mean") or [0]) for r in results]
-    if logits and max(logits) > 50:
-        tags.add("exploding")
-        text.append(f"exploding logits: mean |logit| reached {max(logits):.3g}")
-    dead = [r.curves.get("dead_fraction", [0])[-1] for r in results if r.curves.get("dead_fraction")]
-    if dead and max(dead) > 0.5:
-        tags.add("dead_units")
-        text.append(f"dead units: up to {max(dead):.0%} of hidden units never activate on the probe batch")
-    return tags, text
+def _median(s: dict[str, Any]) -> float:
+    m = s.get("median_final_accuracy")
+    return float(m) if m is not None else 0.0
 
 
-def diagnose(problem: Problem, *, epochs: int = 10, seeds: int = 3, echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run every step and return the verdict (a JSON-friendly dict)."""
-    configure_tensorflow()
-    sweep = _doctor_sweep(epochs, seeds)
-    base_model = problem.model_fn()
-    static = inspect_model(base_model, problem)
-    facts = static["facts"]
-    verdict: dict[str, Any] = {"model": problem.source, "facts": facts, "n_classes": problem.n_classes, "epochs": epochs, "seeds": seeds}
-    echo(f"model: {facts['n_params']} parameters, output {'softmax' if facts['output_softmax'] else 'logits'}, "
-         f"loss {facts['loss']}, {facts['optimizer']} at learning rate {facts['learning_rate']:g}")
+def beats(candidate: dict[str, Any], baseline: dict[str, Any], needs: set[str]) -> bool:
+    """A verified fix: no seed at chance or failed, and better than the baseline
+    on what was wrong (fewer seeds at chance, fewer degraded or oscillating
+    seeds, or a higher median final accuracy), never clearly worse."""
+    if candidate["at_chance"] or candidate["failed"] or not candidate["runs"]:
+        return False
+    gain = _median(candidate) - _median(baseline)
+    if gain < -0.02:
+        return False
+    if baseline["at_chance"] or baseline["failed"]:
+        return candidate["degraded"] <= baseline["degraded"] or gain > 0.05
+    if baseline["degraded"] and candidate["degraded"] < baseline["degraded"]:
+        return True
+    if "oscillation" in needs and candidate["oscillating"] < baseline["oscillating"]:
+        return True
+    return gain >= 0.02 and candidate["degraded"] <= baseline["degraded"]
 
-    echo("1/4 sanity check on easy data (one input pattern per class) ...")
-    sanity = sanity_check(problem)
-    verdict["sanity_check"] = sanity
-    if "error" in sanity:
-        echo(f"    FAILED: training raised {sanity['error']}")
-    else:
-        echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs")
-    if not sanity["passed"]:
-        why = f" (training raised {sanity['error']})" if "error" in sanity else ""
-        verdict.update(
-            baseline_outcome=None,
-            symptoms=[f"the model cannot learn easy data: the architecture, loss or labels are broken{why}", *static["symptoms"]],
-            recommendation=None,
-            stopped_at="sanity_check",
-            conclusion="stopped at the sanity check: " + "; ".join(static["symptoms"] or ["the model cannot learn easy data"]),
-        )
+
+def score(s: dict[str, Any]) -> tuple[float, ...]:
+    """Lower is better: seeds at chance, failed, degraded, oscillating, then accuracy."""
+    return (s["at_chance"] + s["failed"], s["degraded"], s["oscillating"], -_median(s))
+
+
+# ----------------------------------------------------------------------------
+# The diagnosis
+# ----------------------------------------------------------------------------
+
+
+class Doctor:
+    """One diagnosis (see the module text); :meth:`run` returns the verdict."""
+
+    def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int, plugins: tuple[str, ...],
+                 echo: Callable[[str], None], out: Path | None):
+        self.model, self.data_spec = model, data
+        self.epochs, self.seeds, self.budget, self.plugins = epochs, seeds, budget, plugins
+        self.echo = echo
+        self.out = out
+
+    def _setup(self, sweep: Sweep, data: Any) -> Any:
+        from .engine.build import Setup
+
+        setup = Setup.load(sweep, data=data)
+        setup.base_info()
+        return setup
+
+    def run(self) -> dict[str, Any]:
+        import optuna
+
+        from .engine.runtime import configure_tensorflow
+        from .engine.sources import check_problem
+
+        configure_tensorflow()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        probe_sweep = doctor_sweep(self.model, self.data_spec, epochs=self.epochs, seeds=self.seeds, plugins=self.plugins)
+        data = check_problem(probe_sweep)  # one-line errors for bad input, before anything runs
+        setup = self._setup(probe_sweep, data)
+        info = setup.info
+        facts = {**info.facts(), **data.facts, "one_hot_labels": data.label_format == "one_hot", "n_classes": data.n_classes,
+                 "batch_size": probe_sweep.training.batch_size, "chance": data.chance, "label_format": data.label_format}
+        where = self.model.builder or Path(self.model.path).name
+        verdict: dict[str, Any] = {"model": f"{where} on {self.data_spec.loader or Path(self.data_spec.path).name}", "facts": facts,
+                                   "n_classes": data.n_classes, "epochs": self.epochs, "seeds": self.seeds, "budget": self.budget,
+                                   "chance": data.chance}
+        self.echo(f"model: {info.n_params} parameters, {info.output_units} output unit(s) ending in {info.output_activation}, "
+                  f"loss {info.loss}, {info.optimizer} at learning rate {info.learning_rate if info.learning_rate is not None else '?'}; "
+                  f"{data.n_train} training samples, {data.n_classes} classes, chance {data.chance:.2f}")
+        static = model_symptoms(info)
+
+        self.echo("1/4 sanity check on easy data (one input pattern per class) ...")
+        sanity = self.sanity_check(probe_sweep, data)
+        verdict["sanity_check"] = sanity
+        self.echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs"
+                  + (f" ({sanity['message']})" if sanity.get("message") else ""))
+
+        self.echo(f"2/4 baseline over {self.seeds} seeds, {self.epochs} epochs ...")
+        base_results = self.base_results = self._baseline(setup)
+        base = summarize(base_results)
+        symptoms = set(static) | set(base["symptoms"])
+        if not sanity["passed"]:
+            symptoms.add("cannot_learn_easy_data")
+        verdict.update(baseline=base, baseline_outcome=max(base["outcomes"], key=base["outcomes"].get),
+                       symptoms=[f"{s}: {SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
+                       baseline_curves=[r.curves.get("val_accuracy", []) for r in base_results])
+        self.echo(f"    {verdict['baseline_outcome']}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
+                  + (f"; median final accuracy {_median(base):.3f}" if base["median_final_accuracy"] is not None else ""))
+        for s in sorted(symptoms):
+            self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
+        for m in base["messages"]:
+            self.echo(f"    message: {m}")
+        problems = ({"at_chance"} if base["at_chance"] else set()) | ({"failed"} if base["failed"] else set()) \
+            | ({"degraded"} if base["degraded"] else set()) | (symptoms & DEFINITE)
+        if not problems:
+            verdict.update(recommendation=None, tried=[], best_partial=None,
+                           conclusion=f"healthy on all {self.seeds} seeds (median final accuracy {_median(base):.3f}): no change needed"
+                           + (f"; noted: {', '.join(sorted(symptoms))}" if symptoms else ""))
+            self.echo("3/4 nothing to fix")
+            self.echo(f"4/4 verdict: {verdict['conclusion']}")
+            self.queue = None
+            return verdict
+
+        self.echo(f"3/4 targeted search over the remedies, least invasive first (budget {self.budget} runs) ...")
+        singles = self.candidates(setup, frozenset(symptoms), facts)
+        tried, recommendation, best = self.search(setup, singles, base, symptoms, facts)
+        verdict["tried"] = tried
+        verdict["recommendation"] = recommendation
+        verdict["best_partial"] = best if recommendation is None else None
+        if recommendation:
+            ev = recommendation["evidence"]
+            lo, hi = ev["at_chance_interval"]
+            verdict["conclusion"] = (f"{recommendation['description']}: {ev['at_chance']} of {ev['runs']} seeds ended at chance "
+                                     f"(95% CI {lo:.0%}–{hi:.0%}) against {base['at_chance']} of {base['runs']} for your model; "
+                                     f"median final accuracy {_median(base):.3f} -> {_median(ev):.3f}")
+        elif best:
+            ev = best["evidence"]
+            verdict["conclusion"] = (f"no change tried fixed every seed; the best partial fix is {best['description']}: "
+                                     f"{ev['at_chance']} of {ev['runs']} seeds at chance against {base['at_chance']} of {base['runs']}, "
+                                     f"median final accuracy {_median(base):.3f} -> {_median(ev):.3f}")
+        else:
+            verdict["conclusion"] = "no remedy applies to these symptoms" if not singles else "no change tried did better than your model"
+        self.echo(f"4/4 verdict: {verdict['conclusion']}")
+        if recommendation:
+            for line in recommendation["code"]:
+                self.echo(f"    change: {line}")
         return verdict
 
-    echo(f"2/4 baseline over {seeds} seeds, {epochs} epochs ...")
-    baseline = [run_variant(problem, None, s, sweep) for s in range(seeds)]
-    base_summary = summarize(baseline)
-    tags, symptom_text = _symptom_tags(baseline, problem.n_classes)
-    if "diverged" in tags:
-        first = next(r for r in baseline if r.outcome == "diverged")
-        layer = _nan_layer(problem, baseline.index(first), sweep)
-        symptom_text.append(f"first NaN/Inf at epoch {first.first_nonfinite_epoch}" + (f", in layer {layer}" if layer else ""))
-    if facts.get("handwritten_loss_on_softmax"):
-        symptom_text.append("a hand-written loss on softmax probabilities: Keras cannot fuse it into the stable form")
-    symptoms = [*static["symptoms"], *symptom_text]
-    outcome_counts = base_summary["outcomes"]
-    baseline_outcome = max(outcome_counts, key=outcome_counts.get)
-    verdict.update(baseline_outcome=baseline_outcome, baseline=base_summary, symptoms=symptoms,
-                   baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline])
-    echo(f"    {baseline_outcome}: " + ", ".join(f"{k} {v}" for k, v in outcome_counts.items()))
-    for s in symptoms:
-        echo(f"    symptom: {s}")
-    if base_summary["at_chance"] == 0 and "degraded" not in tags and "failed" not in tags and not static["symptoms"]:
-        verdict["recommendation"] = None
-        verdict["tried"] = []
-        verdict["conclusion"] = f"healthy on all {seeds} seeds: no change needed"
-        echo("3/4 nothing to fix")
-        echo(f"4/4 verdict: {verdict['conclusion']}")
-        return verdict
+    # -- steps -------------------------------------------------------------------
 
-    echo("3/4 targeted sweep, least invasive fix first ...")
-    tried: list[dict[str, Any]] = []
-    recommendation = None
-    for fix in FIXES:
-        if not fix.when(facts, tags):
-            continue
+    def sanity_check(self, sweep: Sweep, data: Any) -> dict[str, Any]:
+        """The same architecture and loss, Adam at 1e-3, on easy data."""
+        from .engine.data import easy_version
+        from .engine.keras_trainer import run_alone
+
+        easy = easy_version(data)
+        knobs = {"optimizer": ("adam",), "learning_rate": (1e-3,)}
+        s = replace(doctor_sweep(self.model, self.data_spec, epochs=SANITY_EPOCHS, seeds=1, knobs=knobs, plugins=self.plugins, name="sanity"),
+                    early_stop=replace(sweep.early_stop, enabled=False))
+        s = replace(s, training=replace(s.training, early_probes=0, batch_size=min(32, easy.n_train)))
         try:
-            fix.apply(problem.model_fn(), problem)
-        except NotApplicable as exc:
-            tried.append({"fix": fix.name, "applicable": False, "why": str(exc)})
-            echo(f"    {fix.name}: cannot apply ({exc})")
-            continue
-        results = [run_variant(problem, fix, s, sweep) for s in range(seeds)]
-        summary = summarize(results)
-        ok = summary["at_chance"] == 0 and not summary["outcomes"].get("failed")
-        tried.append({"fix": fix.name, "applicable": True, "description": fix.description, **summary, "avoids_collapse": ok,
-                      "curves": [r.curves.get("val_accuracy", []) for r in results]})
-        echo(f"    {fix.name}: {summary['at_chance']}/{summary['runs']} at chance, median final accuracy "
-             f"{summary['median_final_accuracy'] if summary['median_final_accuracy'] is not None else float('nan'):.3f}")
-        if ok:
-            recommendation = {
-                "changes": [fix.name],
-                "description": fix.description,
-                "code": fix.code.replace("{Sparse}", "" if problem.one_hot_labels else "Sparse"),
+            setup = self._setup(s, easy)
+            r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0)
+        except Exception as exc:
+            from .engine.keras_trainer import error_message
+
+            return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
+        acc = r.final_val_accuracy
+        return {"passed": bool(acc == acc and acc >= 0.95), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
+
+    def _baseline(self, setup: Any) -> list[RunResult]:
+        from .engine.keras_trainer import run_alone
+        from .engine.packed import train_pack
+        from .engine.worker import why_alone
+
+        runs = [({}, s) for s in range(self.seeds)]
+        note = why_alone(setup, {})
+        if setup.sweep.training.pack and not note:
+            return train_pack(setup, runs)
+        return [run_alone(setup, k, s, path_note=note) for k, s in runs]
+
+    def candidates(self, setup: Any, symptoms: frozenset[str], facts: dict[str, Any]) -> list[tuple[int, int, str, Any]]:
+        """Single changes the remedies suggest, as (rank, order, knob, value):
+        first those that remove a cause seen in the model or the data, then the
+        rest, each group least invasive first. Changes that cannot apply to the
+        model are dropped, with the reason (in :attr:`skipped`)."""
+        from .engine.build import build_run
+
+        out = []
+        self.skipped: list[dict[str, Any]] = []
+        seen: set[tuple[str, Any]] = set()
+        order = 0
+        roots = symptoms & ROOT_CAUSES
+        for tier, visible in ((0, roots), (1, symptoms)):
+            if not visible:
+                continue
+            for name, remedy in setup.registry.remedies.items():
+                try:
+                    values = list(remedy.suggest(frozenset(visible), facts))
+                except Exception as exc:  # a plugin's suggest is its own code
+                    self.skipped.append({"fix": name, "why": f"suggest() raised {type(exc).__name__}: {exc}"})
+                    continue
+                for v in values:
+                    if (name, v) in seen or remedy.check_value(v):
+                        continue
+                    seen.add((name, v))
+                    try:
+                        build_run(setup, {name: v}, 0, compile=False)
+                    except Exception as exc:
+                        self.skipped.append({"fix": f"{name}={v}", "why": str(exc)[:300]})
+                        self.echo(f"    {name} = {v}: cannot apply ({str(exc)[:200]})")
+                        continue
+                    out.append((tier * 10 + remedy.invasiveness, order, name, v))
+                    order += 1
+        out.sort(key=lambda c: (c[0], c[1]))
+        return out
+
+    def search(self, setup: Any, singles: list[tuple[int, int, str, Any]], base: dict[str, Any], symptoms: set[str],
+               facts: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+        """Singles least invasive first, then pairs of the best partial fixes,
+        within the budget; stops at the first verified fix."""
+        needs = set(symptoms)
+        tried: list[dict[str, Any]] = [{"fix": s["fix"], "applicable": False, "why": s["why"]} for s in self.skipped]
+        spent = 0
+        results: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+        queue = self.queue = self._open_study(setup, singles)
+        self._record(queue, {}, self.base_results)
+
+        def evaluate(changes: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None:
+            nonlocal spent
+            if spent + self.seeds > self.budget:
+                return None
+            knobs = dict(changes)
+            summary = self._run_config(setup, queue, knobs)
+            spent += self.seeds
+            results[changes] = summary
+            label = " + ".join(f"{k}={v}" for k, v in changes)
+            ok = beats(summary, base, needs)
+            tried.append({"fix": label, "applicable": True, "changes": [list(c) for c in changes], **summary, "verified": ok,
+                          "invasiveness": sum(setup.registry[k].invasiveness for k, _ in changes)})
+            self.echo(f"    {label}: {summary['at_chance']}/{summary['runs']} at chance, median final accuracy "
+                      f"{_median(summary):.3f}{' -> fixes it' if ok else ''}")
+            return summary if ok else None
+
+        fix = None
+        for _, _, name, value in singles:
+            if evaluate(((name, value),)):
+                fix = ((name, value),)
+                break
+        if fix is None and results:
+            partial = sorted(results, key=lambda c: score(results[c]))[:4]
+            pairs = []
+            for a, b in itertools.combinations(partial, 2):
+                merged = dict(a)
+                if set(merged) & set(dict(b)):
+                    continue
+                merged.update(dict(b))
+                try:
+                    build_plan(merged, setup.registry)
+                except RemedyConflict:
+                    continue
+                pairs.append(tuple(sorted(merged.items(), key=lambda kv: setup.registry[kv[0]].invasiveness)))
+            rank = {c: i for i, c in enumerate(partial)}
+            # the best partial fixes first, then the less invasive pair
+            pairs.sort(key=lambda c: (sum(rank.get(((k, v),), 9) for k, v in c), sum(setup.registry[k].invasiveness for k, _ in c)))
+            for combo in pairs:
+                if evaluate(combo):
+                    fix = combo
+                    break
+
+        def describe(changes: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+            summary = results[changes]
+            return {
+                "changes": [f"{k}={v}" for k, v in changes],
+                "description": " and ".join(f"{k} = {v}" for k, v in changes),
+                "code": [setup.registry[k].describe_change(v, facts) for k, v in changes],
                 "evidence": summary,
             }
-            break
-    verdict["tried"] = tried
-    verdict["recommendation"] = recommendation
-    if recommendation:
-        lo, hi = recommendation["evidence"]["at_chance_interval"]
-        verdict["conclusion"] = (f"{recommendation['description']}: 0 of {seeds} seeds ended at chance (95% CI {lo:.0%}–{hi:.0%}), "
-                                 f"against {base_summary['at_chance']} of {seeds} for your model")
-    else:
-        verdict["conclusion"] = "no single fix avoided ending at chance on every seed"
-    echo(f"4/4 verdict: {verdict['conclusion']}")
+
+        recommendation = describe(fix) if fix else None
+        best = None
+        if fix is None and results:
+            top = min(results, key=lambda c: score(results[c]))
+            if score(results[top]) < score(base):
+                best = describe(top)
+        return tried, recommendation, best
+
+    # -- the study and its runs ------------------------------------------------------
+
+    def _open_study(self, setup: Any, singles: list[tuple[int, int, str, Any]]) -> Any:
+        """An Optuna study (journal in the output folder) holding every run of the
+        search: one knob per remedy tried, ``as_built`` where it is not changed."""
+        if self.out is None:
+            return None
+        from remedysweep import __version__
+
+        from .engine.queue import RunQueue, StorageSpec
+
+        knob_values: dict[str, list[Any]] = {}
+        for _, _, name, value in singles:
+            knob_values.setdefault(name, [AS_BUILT]).append(value)
+        sweep = replace(setup.sweep, knobs=tuple(KnobSpec(k, tuple(v)) for k, v in knob_values.items()),
+                        baseline=tuple((k, AS_BUILT) for k in knob_values))
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("study.journal", "study.journal.lock", "study.journal.queue.lock"):
+            (self.out / name).unlink(missing_ok=True)
+        self.study_sweep = sweep
+        return RunQueue.create(StorageSpec.journal(self.out / "study.journal"), sweep, __version__)
+
+    def _run_config(self, setup: Any, queue: Any, knobs: dict[str, Any]) -> dict[str, Any]:
+        from .engine.keras_trainer import run_alone
+        from .engine.packed import train_pack
+        from .engine.worker import why_alone
+
+        runs = [(knobs, s) for s in range(self.seeds)]
+        note = why_alone(setup, knobs)
+        if setup.sweep.training.pack and not note:
+            results = train_pack(setup, runs)
+        else:
+            results = [run_alone(setup, knobs, s, path_note=note) for s in range(self.seeds)]
+        self._record(queue, knobs, results)
+        return summarize(results)
+
+    def _record(self, queue: Any, knobs: dict[str, Any], results: list[RunResult]) -> None:
+        """Store runs trained here in the study, with ``as_built`` for the knobs
+        they leave alone."""
+        if queue is None:
+            return
+        full = {k.name: knobs.get(k.name, AS_BUILT) for k in queue.sweep.knobs}
+        for seed, result in enumerate(results):
+            queue.record(full, seed, result)
+
+
+def diagnose_sources(model: str, data: str, *, epochs: int = 10, seeds: int = 3, budget: int = 30, plugins: tuple[str, ...] = (),
+                     echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None) -> dict[str, Any]:
+    """Diagnose a model given as ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``,
+    or a ``.keras`` file) on data given as ``FILE.py:FUNCTION`` (or an ``.npz``,
+    a ``.csv``, an image folder). Raises :class:`~remedysweep.errors.SweepError`
+    for bad input; a fault inside a run is part of the verdict."""
+    model_spec, data_spec = _source_specs(model, data)
+    return diagnose(model_spec, data_spec, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo, out=out)
+
+
+def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = 10, seeds: int = 3, budget: int = 30, plugins: tuple[str, ...] = (),
+             echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None) -> dict[str, Any]:
+    """Run every step and return the verdict (a JSON-friendly dict); with
+    ``out``, the search's runs are stored there as a run folder."""
+    doctor = Doctor(model, data, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo,
+                    out=Path(out) if out is not None else None)
+    verdict = doctor.run()
+    verdict["_doctor"] = doctor
     return verdict
 
 
 def write_doctor_report(verdict: dict[str, Any], out: Path) -> Path:
-    from remedysweep.reports.render import render_doctor
+    """doctor.json, the search's run folder (trials.csv, curves.csv) and doctor.html."""
+    from remedysweep.engine.result import clean_json
+    from remedysweep.reports.doctor import render_doctor
 
-    from .orchestrate import atomic_write
-
+    doctor = verdict.pop("_doctor", None)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "doctor.json", json.dumps(verdict, indent=2, default=str))
+    if doctor is not None and getattr(doctor, "queue", None) is not None and doctor.out == out:
+        from .sweep import SWEEP_FILE, export
+
+        export(doctor.queue, out)
+        atomic_write(out / SWEEP_FILE, json.dumps({"fingerprint": doctor.study_sweep.fingerprint(), "sweep": doctor.study_sweep.to_dict()}, indent=2))
+    atomic_write(out / "doctor.json", json.dumps(clean_json(verdict), indent=2, default=str))
     path = out / "doctor.html"
-    atomic_write(path, render_doctor(verdict))
+    atomic_write(path, render_doctor(verdict, out))
     return path

@@ -1,0 +1,5 @@
+import sys
+
+from remedysweep.cli import main
+
+sys.exit(main())

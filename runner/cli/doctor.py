@@ -1,0 +1,41 @@
+"""``remedysweep doctor``: diagnose your own Keras model and find a verified fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "doctor"
+
+
+def add_parser(sub: Any) -> None:
+    d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
+    d.add_argument("--model", required=True, help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
+    d.add_argument("--data", required=True, help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)), or an .npz with those four arrays")
+    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--seeds", type=int, default=3)
+    d.add_argument("--budget", type=int, default=30, help="most runs of the targeted search (default 30)")
+    d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also try remedies from a local file")
+    d.add_argument("--out", default="doctor", help="folder for doctor.html and doctor.json (default: doctor)")
+    d.add_argument("--json", action="store_true", help="print the machine-readable verdict on stdout")
+
+
+def main(args: argparse.Namespace) -> int:
+    from remedysweep.cli import fail
+    from remedysweep.doctor import diagnose_sources, write_doctor_report
+
+    if args.epochs < 1 or args.seeds < 1 or args.budget < 0:
+        return fail("--epochs and --seeds must be at least 1, --budget at least 0")
+    echo = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    verdict = diagnose_sources(args.model, args.data, epochs=args.epochs, seeds=args.seeds, budget=args.budget,
+                               plugins=tuple(args.plugin), echo=echo, out=args.out)
+    path = write_doctor_report(verdict, Path(args.out))
+    if args.json:
+        keys = ("baseline_outcome", "symptoms", "recommendation", "conclusion", "sanity_check", "baseline", "tried", "facts", "best_partial")
+        print(json.dumps({k: verdict.get(k) for k in keys}, indent=2, default=str))
+    else:
+        print(f"report: {path}")
+    return 0

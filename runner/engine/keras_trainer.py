@@ -1,0 +1,183 @@
+"""The Keras path: one run trained by Keras's own ``fit``, feeding the recorder.
+
+Diagnostics are computed once per epoch on a fixed probe batch, in inference
+mode, so they consume no randomness and leave training exactly as it would be
+without them. The in-epoch probes run only in the first epoch(s), in a separate
+``fit`` call, because a callback with a per-step hook makes Keras wait for every
+step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any, Mapping
+
+import numpy as np
+
+from .build import BuiltRun, Setup, build_run
+from .data import epoch_order, map_inputs
+from .recorder import Recorder, diagnostics, slice_values
+from .result import RunResult
+
+
+def error_message(exc: BaseException) -> str:
+    """``Type: message (at file:line)``, one line."""
+    text = str(exc).strip().splitlines()
+    error = f"{type(exc).__name__}: {text[0][:1500] if text else ''}".strip()
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        last = tb[-1]
+        error += f" (at {os.path.basename(last.filename)}:{last.lineno})"
+    return error
+
+
+def train_pipeline(built: BuiltRun, first_epoch: int, last_epoch: int) -> Any:
+    """Batches of epochs ``[first_epoch, last_epoch)`` in the run's data order
+    (:func:`~.data.epoch_order`), as an in-memory tf.data pipeline."""
+    import tensorflow as tf
+
+    n = built.data.n_train
+    orders = np.stack([epoch_order(built.seed, e, n) for e in range(first_epoch, last_epoch)])
+    x = map_inputs(built.data.x_train, tf.constant)
+    y = tf.constant(built.y_train)
+    batch = built.batch_size
+
+    def take(idx: Any) -> Any:
+        return map_inputs(x, lambda a: tf.gather(a, idx)), tf.gather(y, idx)
+
+    return (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda o: tf.data.Dataset.from_tensor_slices(o).batch(batch))
+        .map(take, num_parallel_calls=1)
+        .prefetch(2)
+    )
+
+
+def val_pipeline(built: BuiltRun) -> Any:
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((built.data.x_val, built.y_val)).batch(max(built.batch_size, 256)).cache()
+
+
+def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
+    """``probe()`` -> the diagnostics of this epoch, ``accuracy()`` -> the probe
+    accuracy; both on the fixed probe batch."""
+    import keras
+    import tensorflow as tf
+
+    model, rw, data = built.model, built.rewritten, built.data
+    idx = data.probe_indices(probe_size)
+    x = map_inputs(data.x_val, lambda a: tf.constant(a[idx]))
+    y_fit = tf.constant(built.y_val[idx])
+    y_true = data.y_val[idx]
+    onehot = tf.constant(data.targets(y_true, "binary" if rw.binary else "one_hot"))
+    inner = keras.Model(model.inputs, [rw.logits, *rw.preacts]) if rw.logits is not None else None
+    kernel_vars = [v for v in model.trainable_variables if v.path.endswith("kernel")]
+    kernel_ids = {id(v) for v in kernel_vars}
+    first = rw.first_kernel.kernel if rw.first_kernel is not None else None
+    last = rw.last_kernel.kernel if rw.last_kernel is not None else None
+    loss_fn = built.loss
+    y_true_t = tf.constant(y_true)
+
+    def predictions(out: Any) -> Any:
+        if rw.binary:
+            return tf.cast(out[:, 0] > (0.5 if rw.probabilities else 0.0), tf.int32)
+        return tf.argmax(out, axis=-1, output_type=tf.int32)
+
+    # Eager on purpose: a few small calls per run cost less than tracing them.
+    def probe() -> dict[str, Any]:
+        with tf.GradientTape() as tape:
+            pred = model(x, training=False)
+            loss = tf.reduce_mean(loss_fn(y_fit, pred))
+        variables = model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        pairs = [(v, g) for v, g in zip(variables, grads) if g is not None]
+        logits, preacts = None, []
+        if inner is not None:
+            res = inner(x, training=False)
+            res = list(res) if isinstance(res, (list, tuple)) else [res]
+            logits, preacts = res[0], res[1:]
+        grad_of = {id(v): g for v, g in pairs}
+        first_last = (grad_of[id(first)][None], grad_of[id(last)][None]) if first is not None and last is not None and id(first) in grad_of and id(last) in grad_of else None
+        d = diagnostics(
+            logits[None] if logits is not None else None, onehot[None], [p[None] for p in preacts],
+            [g[None] for _, g in pairs], [g[None] for v, g in pairs if id(v) in kernel_ids], first_last,
+            [v[None] for v in variables], rw.binary, built.probe_metrics,
+        )
+        values = slice_values({k: v.numpy() for k, v in d.items()}, 0)
+        finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.weights if "float" in str(v.dtype))
+        return {**values, "weights_finite": finite}
+
+    def accuracy() -> float:
+        out = model(x, training=False)
+        return float(tf.reduce_mean(tf.cast(tf.equal(predictions(out), y_true_t), tf.float32)))
+
+    return probe, accuracy
+
+
+def _callbacks(recorder: Recorder, probe: Any, accuracy: Any) -> tuple[Any, Any]:
+    import keras
+
+    class Record(keras.callbacks.Callback):
+        """Per-epoch diagnostics into the recorder; stop when it says so."""
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            d = probe() if probe is not None else {}
+            if recorder.end_epoch(logs or {}, d, d.get("weights_finite", True)):
+                self.model.stop_training = True
+
+    class EarlyProbe(keras.callbacks.Callback):
+        """Probe accuracy at a few steps of the first epoch(s)."""
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+            self.step = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            before, self.step = self.step, batch + 1
+            for s in recorder.probe_steps:
+                if before < s <= self.step:
+                    recorder.add_probe(self.epoch, self.step, accuracy())
+                    break
+
+    return Record(), EarlyProbe()
+
+
+def train_keras(built: BuiltRun, sweep: Any, *, diagnostics_on: bool = True, early_stop: bool | None = None,
+                extra_callbacks: tuple[Any, ...] = (), path_note: str = "") -> RunResult:
+    """Train one built run through ``fit``; never raises for a fault inside the run."""
+    recorder = Recorder(sweep, built.data.chance, built.steps_per_epoch, [m.name for m in built.probe_metrics], early_stop)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        probe, accuracy = make_probe(built, sweep.training.probe_size)
+        record, early = _callbacks(recorder, probe if diagnostics_on else None, accuracy)
+        callbacks = [record, *extra_callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
+        epochs = built.epochs
+        probe_epochs = recorder.probe_epochs
+        val = val_pipeline(built)
+        spe = built.steps_per_epoch
+        t0 = time.perf_counter()
+        if probe_epochs:
+            built.model.fit(train_pipeline(built, 0, probe_epochs), validation_data=val, epochs=probe_epochs,
+                            steps_per_epoch=spe, callbacks=[*callbacks, early], verbose=0, shuffle=False)
+        if probe_epochs < epochs and not recorder.stopped:
+            built.model.fit(train_pipeline(built, probe_epochs, epochs), validation_data=val, initial_epoch=probe_epochs,
+                            epochs=epochs, steps_per_epoch=spe, callbacks=callbacks, verbose=0, shuffle=False)
+    except Exception as exc:  # a fault in one run must not end the sweep
+        error = error_message(exc)
+    return recorder.finish(error=error, seconds=time.perf_counter() - t0, n_params=int(built.model.count_params()),
+                           path="keras", path_note=path_note, facts=built.facts)
+
+
+def run_alone(setup: Setup, knobs: Mapping[str, Any], seed: int, *, path_note: str = "", **options: Any) -> RunResult:
+    """Build and train one run on the Keras path; a fault, including a knob that
+    cannot apply, is a ``failed`` result with its message."""
+    try:
+        built = build_run(setup, knobs, seed)
+    except Exception as exc:
+        chance = setup.data.chance if setup.data is not None else float("nan")
+        return RunResult.failure(error_message(exc), chance)
+    return train_keras(built, setup.sweep, path_note=path_note, **options)

@@ -1,0 +1,497 @@
+"""Packed training: many runs of one sweep trained together in one graph.
+
+Runs whose models have the same shapes (same layer widths, batch size, data,
+optimizer class and settings) form a pack: each layer's weights are stacked
+along a leading "slice" axis (``[S, in, out]``) and a layer is one batched
+matmul. What may differ from slice to slice, each a per-slice value in the same
+graph: the seed (initial weights, data order), the learning rate, the loss
+formulation and head, the hidden activation, the label smoothing, the L2 factor
+and the max-norm bound, the initializer.
+
+Each slice is the same experiment as the run trained alone through Keras: the
+same initial weights (those of the rewritten Keras model), the same batches in
+the same order (:func:`~.data.epoch_order`), Keras's own activation functions,
+losses and optimizer update (the optimizer is a Keras optimizer whose learning
+rate is a per-slice tensor; every update of the allowed optimizers is
+element-wise, so a slice is updated exactly as it would be alone), the same
+L2 penalty and max-norm constraint. Only the floating-point order of the
+batched matmuls differs; ``tests/engine/test_packed.py`` checks that both
+paths give the same outcome rates on the quick grid.
+
+What a pack can hold is an allow-list (:data:`PACKABLE`): any other plan field,
+layer, loss or optimizer takes the Keras path, and ``trials.csv`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from remedysweep.remedies import AS_BUILT, LossFormulation, Registry, TrialPlan
+
+from .build import BuiltRun, Setup, build_run, make_optimizer
+from .data import epoch_order
+from .keras_trainer import error_message
+from .recorder import Recorder, diagnostics, slice_values
+from .result import RunResult
+
+# Plan fields a pack may vary per slice, and fields it holds constant (part of the pack key).
+PER_SLICE = frozenset({
+    "compile.learning_rate", "compile.loss", "model.head", "model.activation", "model.kernel_initializer",
+    "model.kernel_regularizer", "model.kernel_constraint", "fit.label_smoothing",
+})
+PER_PACK = frozenset({"model.width", "fit.batch_size", "fit.input_scaling", "compile.optimizer", "compile.clipvalue"})
+PACKABLE = PER_SLICE | PER_PACK
+OPTIMIZERS = frozenset({"SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adamax"})
+ACTIVATIONS = frozenset({"linear", "relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "silu",
+                         "softplus", "softsign", "relu6", "hard_sigmoid", "mish"})
+KERAS_LOSSES = frozenset({"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy"})
+
+# XLA: the optimizer update (element-wise, memory-bound) is compiled with XLA,
+# which fuses Keras's dozen element-wise passes over the stacked weights into
+# one: measured 37 ms -> 12 ms per Adam step for 45 slices of the quick sweep's
+# MLP. The matmuls stay in plain graph mode, which was faster there.
+JIT_OPTIMIZER = True
+
+
+def pack_key(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> tuple[str | None, str]:
+    """``(key, "")`` for a run that may be packed with the runs of the same key, or
+    ``(None, why not)``. Decided on the plan alone; the built model is checked
+    again when the pack trains (:func:`chain_problem`)."""
+    for name, value in knobs.items():
+        if value != AS_BUILT and registry[name].transforms():
+            return None, f"remedy {name!r} transforms the built model"
+    for path, owner in plan.changes().items():
+        if path not in PACKABLE:
+            return None, f"{path} (set by {owner}) is not handled by the packed trainer"
+    c = plan.compile
+    if c.loss is not None and not isinstance(c.loss, LossFormulation):
+        return None, "a plugin's own loss is not packed"
+    if c.optimizer is not None and type(c.optimizer).__name__ != "OptimizerFactory":
+        return None, "a plugin's own optimizer is not packed"
+    m = plan.model
+    if m.kernel_regularizer is not None and m.kernel_regularizer[0] != "l2":
+        return None, f"regularizer {m.kernel_regularizer[0]} is not packed"
+    if m.kernel_constraint is not None and m.kernel_constraint[0] != "max_norm":
+        return None, f"constraint {m.kernel_constraint[0]} is not packed"
+    key = (m.width, plan.fit.batch_size, plan.fit.input_scaling, getattr(c.optimizer, "name", None), c.clipvalue,
+           "formulation" if isinstance(c.loss, LossFormulation) else "base loss")
+    return repr(key), ""
+
+
+def _loss_identity(built: BuiltRun) -> tuple[str, str, bool] | None:
+    """How a packed slice computes the run's loss from the model's output:
+    (kind, name, from_logits), or None if it cannot."""
+    from .surgery import loss_facts
+
+    loss = built.plan.compile.loss
+    if isinstance(loss, LossFormulation):
+        return ("formulation", loss.name, False)
+    name, from_logits, _ = loss_facts(built.loss)
+    if name not in KERAS_LOSSES:
+        return None
+    kwargs = getattr(built.loss, "_fn_kwargs", {}) or {}
+    if kwargs.get("label_smoothing") or kwargs.get("ignore_class") is not None or kwargs.get("axis", -1) != -1:
+        return None
+    return ("keras", name, from_logits)
+
+
+@dataclass
+class Chain:
+    """A model that is a chain of Dense layers and element-wise activations."""
+
+    kernels: list[np.ndarray]
+    biases: list[np.ndarray]
+    activations: list[str]  # after each hidden Dense
+    l2: list[float]  # per hidden Dense
+    max_norm: list[float | None]  # per hidden Dense
+    output: str  # "softmax", "sigmoid" or "linear" after the output Dense
+
+
+def chain_of(model: Any) -> tuple[Chain | None, str]:
+    """Read a rewritten model as a :class:`Chain`, or say why it is not one."""
+    import keras
+
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None, "several inputs are not packed"
+    if "float" not in str(model.inputs[0].dtype) or len(model.inputs[0].shape) != 2:
+        return None, "only flat float inputs are packed"
+    kernels, biases, acts, l2, mx = [], [], [], [], []
+    pending_dense = False
+    output = "linear"
+    for layer in layers:
+        if len(getattr(layer, "_inbound_nodes", [])) != 1:
+            return None, f"layer {layer.name!r} is shared"
+        if isinstance(layer, keras.layers.Dense):
+            cfg = layer.get_config()
+            if cfg["activation"] != "linear" or not cfg["use_bias"] or cfg.get("bias_regularizer") or cfg.get("activity_regularizer") \
+                    or cfg.get("bias_constraint") or getattr(layer, "quantization_mode", None):
+                return None, f"Dense layer {layer.name!r} has settings the packed trainer does not handle"
+            if pending_dense:
+                acts.append("linear")
+            reg = layer.kernel_regularizer
+            if reg is not None and type(reg).__name__ != "L2":
+                return None, f"regularizer {type(reg).__name__} is not packed"
+            con = layer.kernel_constraint
+            if con is not None and (type(con).__name__ != "MaxNorm" or con.axis not in (0, [0], (0,))):
+                return None, f"constraint {type(con).__name__} is not packed"
+            kernels.append(layer.kernel.numpy())
+            biases.append(layer.bias.numpy())
+            l2.append(float(reg.l2) if reg is not None else 0.0)
+            mx.append(float(con.max_value) if con is not None else None)
+            pending_dense = True
+        elif isinstance(layer, keras.layers.Activation):
+            name = getattr(layer.activation, "__name__", "")
+            if not pending_dense:
+                return None, f"activation {layer.name!r} does not follow a Dense layer"
+            if name in ("softmax", "sigmoid") and layer is layers[-1]:
+                output = name
+            elif name in ACTIVATIONS:
+                acts.append(name)
+            else:
+                return None, f"activation {name!r} is not packed"
+            pending_dense = False
+        elif isinstance(layer, keras.layers.Identity):
+            continue
+        else:
+            return None, f"layer {type(layer).__name__} is not packed"
+    if not kernels:
+        return None, "the model has no Dense layer"
+    if len(acts) == len(kernels):  # the output Dense got a hidden-style activation
+        return None, "the output activation is not softmax or sigmoid"
+    return Chain(kernels, biases, acts[: len(kernels) - 1], l2[:-1], mx[:-1], output), ""
+
+
+class PackedTrainer:
+    """Train the built runs of one pack together; see the module text."""
+
+    def __init__(self, runs: Sequence[BuiltRun], chains: Sequence[Chain], sweep: Any, optimizer_cls: type,
+                 optimizer_config: dict[str, Any], learning_rates: Sequence[float]):
+        import keras
+        import tensorflow as tf
+
+        self.runs, self.sweep = list(runs), sweep
+        S = self.S = len(runs)
+        first = runs[0]
+        self.data = first.data
+        self.binary = first.binary
+        self.batch = first.batch_size
+        self.n = self.data.n_train
+        self.steps = first.steps_per_epoch
+        n_layers = len(chains[0].kernels)
+        self.kernels = [tf.Variable(np.stack([c.kernels[i] for c in chains]), name=f"kernel_{i}") for i in range(n_layers)]
+        self.biases = [tf.Variable(np.stack([c.biases[i] for c in chains])[:, None, :], name=f"bias_{i}") for i in range(n_layers)]
+        self.variables = [v for pair in zip(self.kernels, self.biases) for v in pair]
+        lr = np.array([learning_rates[s] for s in range(S)], dtype="float32")
+        self.lr = tf.constant(lr[:, None, None])
+        cfg = {k: v for k, v in optimizer_config.items() if k not in ("name", "learning_rate")}
+        self.optimizer = optimizer_cls(learning_rate=lambda: self.lr, **cfg)
+        self.optimizer.build(self.variables)
+        # per-layer activation: one function, or a per-slice selection among a few
+        self.activations = []
+        for i in range(n_layers - 1):
+            names = [c.activations[i] for c in chains]
+            self.activations.append(self._activation(names))
+        outputs = [c.output for c in chains]
+        self.output_kinds = outputs
+        self.l2 = tf.constant([[c.l2[i] for i in range(n_layers - 1)] for c in chains], dtype=tf.float32) if n_layers > 1 else None
+        self.use_l2 = any(x for c in chains for x in c.l2)
+        self.max_norm = [[c.max_norm[i] for c in chains] for i in range(n_layers - 1)]
+        # losses: slices grouped by how their loss is computed
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for s, r in enumerate(runs):
+            groups.setdefault((_loss_identity(r), outputs[s]), []).append(s)
+        self.loss_groups = [(ident, out, tf.constant(idx, dtype=tf.int32)) for (ident, out), idx in groups.items()]
+        self.single_group = len(self.loss_groups) == 1
+        self.x_train = tf.constant(self.data.x_train)
+        self.y_train = tf.constant(np.stack([r.y_train for r in runs]))
+        self.x_val = tf.constant(self.data.x_val)
+        self.y_val = tf.constant(np.stack([r.y_val for r in runs]))
+        idx = self.data.probe_indices(sweep.training.probe_size)
+        self.x_probe = tf.constant(self.data.x_val[idx])
+        self.y_probe = tf.constant(np.stack([r.y_val[idx] for r in runs]))
+        self.y_probe_true = tf.constant(self.data.y_val[idx])
+        self.onehot_probe = tf.constant(np.broadcast_to(self.data.targets(self.data.y_val[idx], "binary" if self.binary else "one_hot"),
+                                                        (S, len(idx), 1 if self.binary else self.data.n_classes)).copy())
+        self.y_val_true = tf.constant(self.data.y_val)
+        self.metrics = self.runs[0].probe_metrics
+        self._train_range = tf.function(self._train_range_py)
+        self._apply = tf.function(self._apply_py, jit_compile=JIT_OPTIMIZER)
+        self._epoch_end = tf.function(lambda: (self._evaluate_py(), self._diagnose_py()))
+
+    # -- pieces of the graph ---------------------------------------------------
+
+    def _activation(self, names: list[str]) -> Any:
+        import keras
+        import tensorflow as tf
+
+        unique = list(dict.fromkeys(names))
+        if len(unique) == 1:
+            fn = keras.activations.get(unique[0])
+            return lambda z: fn(z)
+        masks = [tf.constant(np.array([n == u for n in names], dtype="float32")[:, None, None]) for u in unique]
+        fns = [keras.activations.get(u) for u in unique]
+        return lambda z: tf.add_n([m * f(z) for m, f in zip(masks, fns)])
+
+    def _forward(self, x: Any) -> tuple[Any, list[Any]]:
+        """x: ``[S, B, in]`` (or ``[1, B, in]``, shared by every slice) -> logits and pre-activations."""
+        import tensorflow as tf
+
+        h, pre = x, []
+        last = len(self.kernels) - 1
+        for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
+            z = tf.matmul(h, w) + b
+            if i == last:
+                return z, pre
+            pre.append(z)
+            h = self.activations[i](z)
+        raise AssertionError("no layers")
+
+    def _outputs(self, logits: Any, out_kind: str) -> Any:
+        import tensorflow as tf
+
+        if out_kind == "softmax":
+            return tf.nn.softmax(logits)
+        if out_kind == "sigmoid":
+            return tf.nn.sigmoid(logits)
+        return logits
+
+    def _per_slice_loss(self, y: Any, logits: Any) -> Any:
+        """Mean loss over the batch for every slice, ``[S]``."""
+        import keras
+        import tensorflow as tf
+
+        from remedysweep.remedies.loss import FORMULATIONS
+
+        parts = []
+        for (kind, name, from_logits), out_kind, idx in self.loss_groups:
+            z = logits if self.single_group else tf.gather(logits, idx)
+            t = y if self.single_group else tf.gather(y, idx)
+            if kind == "formulation":
+                per_sample = FORMULATIONS[name].from_logits(t, z, self.binary)
+            else:
+                per_sample = getattr(keras.losses, name)(t, self._outputs(z, out_kind), from_logits=from_logits)
+            parts.append(tf.reduce_mean(per_sample, axis=-1))
+        if self.single_group:
+            return parts[0]
+        return tf.dynamic_stitch([idx for _, _, idx in self.loss_groups], parts)
+
+    def _penalty(self) -> Any:
+        import tensorflow as tf
+
+        if not self.use_l2:
+            return 0.0
+        sq = tf.stack([tf.reduce_sum(tf.square(w), axis=[1, 2]) for w in self.kernels[:-1]], axis=1)
+        return tf.reduce_sum(self.l2 * sq, axis=1)
+
+    def _constrain(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        for w, bounds in zip(self.kernels[:-1], self.max_norm):
+            if all(b is None for b in bounds):
+                continue
+            mask = tf.constant(np.array([b is not None for b in bounds])[:, None, None])
+            bound = tf.constant(np.array([b if b is not None else 1.0 for b in bounds], dtype="float32")[:, None, None])
+            norms = tf.sqrt(tf.reduce_sum(tf.square(w), axis=1, keepdims=True))
+            clamped = w * (tf.clip_by_value(norms, 0.0, bound) / (keras.config.epsilon() + norms))
+            w.assign(tf.where(mask, clamped, w))
+
+    def _predictions(self, logits: Any) -> Any:
+        import tensorflow as tf
+
+        if self.binary:
+            return tf.cast(logits[..., 0] > 0.0, tf.int32)  # sigmoid > 0.5 <=> logit > 0
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def _train_range_py(self, x_epoch: Any, y_epoch: Any, t_epoch: Any, start: Any, stop: Any) -> tuple[Any, Any, Any]:
+        """Steps ``[start, stop)`` of an epoch whose data, ordered per slice, is
+        ``x_epoch`` ``[S, n, in]``, targets ``y_epoch`` ``[S, n, ...]`` and labels
+        ``t_epoch`` ``[S, n]``; returns the summed per-slice losses, correct counts
+        and the sample count."""
+        import tensorflow as tf
+
+        loss_sum = tf.zeros([self.S])
+        correct = tf.zeros([self.S])
+        seen = tf.constant(0.0)
+        for step in tf.range(start, stop):
+            lo = step * self.batch
+            hi = tf.minimum(lo + self.batch, self.n)
+            xb, yb, tb = x_epoch[:, lo:hi], y_epoch[:, lo:hi], t_epoch[:, lo:hi]
+            with tf.GradientTape() as tape:
+                logits, _ = self._forward(xb)
+                per_slice = self._per_slice_loss(yb, logits) + self._penalty()
+                total = tf.reduce_sum(per_slice)
+            grads = tape.gradient(total, self.variables)
+            self._apply(grads)
+            size = tf.cast(hi - lo, tf.float32)
+            loss_sum += per_slice * size
+            correct += tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), tb), tf.float32), axis=1)
+            seen += size
+        return loss_sum, correct, seen
+
+    def _apply_py(self, grads: list[Any]) -> None:
+        """Keras's optimizer update on the stacked weights, then the max-norm clamp."""
+        self.optimizer.apply(grads, self.variables)
+        self._constrain()
+
+    def _evaluate_py(self) -> tuple[Any, Any]:
+        import tensorflow as tf
+
+        logits, _ = self._forward(self.x_val[None])
+        loss = self._per_slice_loss(self.y_val, logits) + self._penalty()
+        acc = tf.reduce_mean(tf.cast(tf.equal(self._predictions(logits), self.y_val_true[None]), tf.float32), axis=1)
+        return loss, acc
+
+    def _probe_accuracy(self) -> Any:
+        import tensorflow as tf
+
+        logits, _ = self._forward(self.x_probe[None])
+        return tf.reduce_mean(tf.cast(tf.equal(self._predictions(logits), self.y_probe_true[None]), tf.float32), axis=1)
+
+    def _diagnose_py(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            logits, pre = self._forward(self.x_probe[None])
+            total = tf.reduce_sum(self._per_slice_loss(self.y_probe, logits))
+        grads = tape.gradient(total, self.variables)
+        kernel_grads = grads[0::2]
+        d = diagnostics(logits, self.onehot_probe, pre, grads, kernel_grads, (kernel_grads[0], kernel_grads[-1]),
+                        self.variables, self.binary, self.metrics)
+        d["weights_finite"] = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v), axis=list(range(1, len(v.shape)))) for v in self.variables]), axis=0)
+        return d
+
+    # -- the loop --------------------------------------------------------------
+
+    def train(self, recorders: list[Recorder]) -> float:
+        import tensorflow as tf
+
+        epochs = self.sweep.training.epochs
+        steps = recorders[0].probe_steps
+        probe_epochs = recorders[0].probe_epochs
+        y_true = self.data.y_train
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            order = np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs])
+            order_t = tf.constant(order)
+            x_epoch = tf.gather(self.x_train, order_t)  # one gather per epoch: [S, n, in]
+            y_epoch = tf.gather(self.y_train, order_t, batch_dims=1)
+            t_epoch = tf.constant(y_true[order].astype("int32"))
+            cuts = [0, *(steps if epoch < probe_epochs else []), self.steps]
+            loss_sum, correct, seen = tf.zeros([self.S]), tf.zeros([self.S]), 0.0
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                ls, cs, sn = self._train_range(x_epoch, y_epoch, t_epoch, tf.constant(a), tf.constant(b))
+                loss_sum, correct, seen = loss_sum + ls, correct + cs, seen + float(sn)
+                if b < self.steps:
+                    acc = self._probe_accuracy().numpy()
+                    for s, rec in enumerate(recorders):
+                        rec.add_probe(epoch, b, float(acc[s]))
+            (val_loss, val_acc), d = self._epoch_end()
+            val_loss, val_acc = val_loss.numpy(), val_acc.numpy()
+            d = {k: v.numpy() for k, v in d.items()}
+            train_loss, train_acc = (loss_sum / seen).numpy(), (correct / seen).numpy()
+            for s, rec in enumerate(recorders):
+                values = slice_values({k: v for k, v in d.items() if k != "weights_finite"}, s)
+                rec.end_epoch({"loss": train_loss[s], "accuracy": train_acc[s], "val_loss": val_loss[s], "val_accuracy": val_acc[s]},
+                              values, bool(d["weights_finite"][s]))
+            if all(r.stopped for r in recorders):
+                break
+        return time.perf_counter() - t0
+
+
+def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> list[RunResult]:
+    """Train ``runs`` ((knobs, seed) of one pack key) packed. A run that turns out
+    not to fit the pack (its built model is not a Dense chain of the pack's
+    shapes and optimizer settings) trains on the Keras path and says why; a
+    fault of the packed training fails every run of the pack with its message."""
+    from .keras_trainer import run_alone
+
+    sweep = setup.sweep
+    cache: dict[Any, Any] = {}
+    members: list[tuple[int, BuiltRun, Chain, dict[str, Any], float]] = []
+    results: dict[int, RunResult] = {}
+    reference: tuple[Any, ...] | None = None
+    for i, (knobs, seed) in enumerate(runs):
+        try:
+            b = build_run(setup, knobs, seed, compile=False, cache=cache)
+        except Exception as exc:
+            results[i] = RunResult.failure(error_message(exc), setup.data.chance)
+            continue
+        chain, why = chain_of(b.model)
+        if chain is not None and _loss_identity(b) is None:
+            why = "its loss is not one the packed trainer computes"
+        opt = make_optimizer(b.plan, b.base_optimizer, b.steps_per_epoch, b.epochs) if chain is not None and not why else None
+        why = why or (_optimizer_problem(opt) if opt is not None else "")
+        if not why:
+            cfg = {k: v for k, v in opt.get_config().items() if k not in ("name", "learning_rate")}
+            shape = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format)
+            reference = reference or shape
+            if shape != reference:
+                why = "its model's shapes or optimizer settings differ from its pack's"
+        if why:
+            results[i] = run_alone(setup, knobs, seed, path_note=why)
+            continue
+        members.append((i, b, chain, cfg, float(opt.get_config()["learning_rate"])))
+    if members:
+        _, first, _, cfg, _ = members[0]
+        recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for _, b, _, _, _ in members]
+        try:
+            trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, reference[0], cfg, [m[4] for m in members])
+            seconds = trainer.train(recorders)
+            error = None
+        except Exception as exc:
+            seconds, error = 0.0, error_message(exc)
+        chain = members[0][2]
+        n_params = int(sum(k.size + b_.size for k, b_ in zip(chain.kernels, chain.biases)))
+        for (i, b, _, _, _), rec in zip(members, recorders):
+            if error is not None:
+                results[i] = RunResult.failure(f"packed training failed: {error}", b.data.chance, path="packed", pack_size=len(members))
+            else:
+                results[i] = rec.finish(seconds=seconds / len(members), n_params=n_params, path="packed", pack_size=len(members), facts=b.facts)
+    return [results[i] for i in range(len(runs))]
+
+
+def _optimizer_problem(opt: Any) -> str | None:
+    cfg = opt.get_config()
+    name = type(opt).__name__
+    if name not in OPTIMIZERS:
+        return f"optimizer {name} is not packed"
+    if cfg.get("clipnorm") or cfg.get("global_clipnorm"):
+        return "norm clipping would mix the runs of a pack"
+    if cfg.get("use_ema") or cfg.get("gradient_accumulation_steps") or cfg.get("loss_scale_factor"):
+        return "optimizer EMA, gradient accumulation and loss scaling are not packed"
+    if not isinstance(cfg.get("learning_rate"), (int, float)):
+        return "a learning-rate schedule is not packed"
+    return None
+
+
+def base_problem(setup: Setup) -> str:
+    """Why no run of this sweep can be packed ("" if runs may be): the base model
+    must be a chain of Dense layers and element-wise activations."""
+    cached = getattr(setup, "_pack_problem", None)
+    if cached is not None:
+        return cached
+    spec = setup.sweep.model
+    if spec.kind == "mlp":
+        problem = ""
+    elif spec.kind == "embedding":
+        problem = "the embedding model is not packed"
+    else:
+        from remedysweep.remedies import ModelPlan
+
+        from .surgery import rewrite
+
+        try:
+            model = setup.source.build(0, setup.data)
+            chain, problem = chain_of(rewrite(model, ModelPlan(), setup.data.input_shape).model)
+        except Exception as exc:
+            problem = f"the model cannot be read as a chain of layers: {error_message(exc)}"
+        problem = f"the model is not a chain of Dense layers: {problem}" if problem else ""
+    setup._pack_problem = problem  # type: ignore[attr-defined]
+    return problem

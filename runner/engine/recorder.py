@@ -1,0 +1,183 @@
+"""The one recorder every trainer feeds.
+
+A trainer reports, per run, the in-epoch probe accuracies and, after each epoch,
+Keras's metrics and the diagnostics on the probe batch; the :class:`Recorder`
+keeps the curves, notices NaN/Inf, decides the early stop, and at the end
+classifies the run and assembles its :class:`~.result.RunResult`.
+
+The diagnostics themselves are computed by :func:`diagnostics`, written once over
+tensors with a leading "slice" axis: the Keras path passes one slice, the packed
+trainer one slice per run of its pack.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from .result import DIAGNOSTIC_KEYS, RunOutcome, RunResult, Thresholds, classify, oscillations, should_stop
+from .symptoms import run_symptoms
+
+
+#: A swing of validation accuracy counts towards ``oscillations`` when it is at
+#: least this share of the gap between chance and perfect accuracy.
+OSCILLATION_AMPLITUDE = 0.06
+
+
+def probe_steps(steps_per_epoch: int, n: int) -> list[int]:
+    """Steps of an epoch after which the probe accuracy is read: geometric
+    (1, 2, 3, 7, 12, 23, ...), since a collapse can happen within a few steps."""
+    if not n or steps_per_epoch <= 1:
+        return []
+    return sorted({max(1, round(steps_per_epoch ** (k / n))) for k in range(n)} - {steps_per_epoch})
+
+
+class Recorder:
+    """The record of one run while it trains.
+
+    ``sweep``: the run's :class:`~.config.Sweep` (epochs, outcome rules, early stop).
+    ``chance``: the majority-class rate of the validation labels.
+    ``extra_curves``: names of the remedies' probe metrics."""
+
+    def __init__(self, sweep: Any, chance: float, steps_per_epoch: int, extra_curves: Sequence[str] = (), early_stop: bool | None = None):
+        self.sweep = sweep
+        self.chance = chance
+        self.thresholds = Thresholds.of(chance, sweep.outcome)
+        self.early_stop = sweep.early_stop.enabled if early_stop is None else early_stop
+        self.steps_per_epoch = steps_per_epoch
+        self.probe_steps = probe_steps(steps_per_epoch, sweep.training.early_probes)
+        self.probe_epochs = min(sweep.training.early_probe_epochs, sweep.training.epochs) if self.probe_steps else 0
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy", *DIAGNOSTIC_KEYS, *extra_curves, "nonfinite")
+        self.curves: dict[str, list[float]] = {k: [] for k in dict.fromkeys(keys)}
+        self.dead_by_layer: list[list[float]] = []
+        self.early_probes: list[tuple[float, float]] = []
+        self.nonfinite_epoch: int | None = None
+        self.early_stopped = False
+        self.stopped = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.curves["val_accuracy"])
+
+    def add_probe(self, epoch: int, step: int, accuracy: float) -> None:
+        """The probe accuracy after ``step`` steps of epoch ``epoch`` (0-based)."""
+        if not self.stopped:
+            self.early_probes.append((round(epoch + step / self.steps_per_epoch, 4), float(accuracy)))
+
+    def end_epoch(self, metrics: dict[str, float], diagnostics: dict[str, Any] | None, weights_finite: bool = True) -> bool:
+        """Record one epoch; returns True when the run should stop here."""
+        if self.stopped:
+            return True
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            self.curves[key].append(float(metrics.get(key, float("nan"))))
+        diagnostics = diagnostics or {}
+        for key in self.curves:
+            if key in ("loss", "accuracy", "val_loss", "val_accuracy", "nonfinite"):
+                continue
+            self.curves[key].append(float(diagnostics.get(key, float("nan"))))
+        dead = [float(v) for v in diagnostics.get("dead_by_layer", [])]
+        self.dead_by_layer.append(dead)
+        nonfinite = not math.isfinite(self.curves["loss"][-1]) or not weights_finite
+        self.curves["nonfinite"].append(float(nonfinite))
+        epoch = self.epochs_run
+        if nonfinite and self.nonfinite_epoch is None:
+            self.nonfinite_epoch = epoch
+        last = epoch >= self.sweep.training.epochs
+        stop = False
+        if self.early_stop:
+            val = self.curves["val_accuracy"]
+            rose = max([*val, *(a for _, a in self.early_probes)]) >= self.thresholds.rise
+            stop = nonfinite or should_stop(val, rose, self.thresholds, self.sweep.early_stop.patience)
+        if stop:
+            self.early_stopped = not last
+        self.stopped = stop or last
+        return stop
+
+    def finish(self, *, error: str | None = None, seconds: float = 0.0, n_params: int = 0, path: str = "keras",
+               pack_size: int = 0, path_note: str = "", facts: dict[str, Any] | None = None) -> RunResult:
+        facts = dict(facts or {})
+        c = classify(self.curves["val_accuracy"], self.thresholds, self.sweep.outcome, early_probes=self.early_probes,
+                     nonfinite_epoch=self.nonfinite_epoch, error=error)
+        swings = oscillations(self.curves["val_accuracy"], OSCILLATION_AMPLITUDE * (1 - self.chance))
+        symptoms = [c.outcome.value] if c.outcome is not RunOutcome.HEALTHY else []
+        symptoms += run_symptoms(self.curves, swings, facts)
+        return RunResult(
+            outcome=c.outcome,
+            peak_val_accuracy=c.peak,
+            final_val_accuracy=c.final,
+            epochs_run=self.epochs_run,
+            train_seconds=round(seconds, 4),
+            chance=self.chance,
+            peak_epoch=c.peak_epoch,
+            collapse_epoch=c.collapse_epoch,
+            first_nonfinite_epoch=self.nonfinite_epoch,
+            early_stopped=self.early_stopped,
+            oscillations=swings,
+            message=(error or "")[:2000],
+            symptoms=symptoms,
+            curves=self.curves,
+            early_probes=self.early_probes,
+            dead_by_layer=self.dead_by_layer,
+            n_params=n_params,
+            path=path,
+            pack_size=pack_size,
+            path_note=path_note,
+            facts=facts,
+        )
+
+
+def diagnostics(
+    logits: Any,
+    targets: Any,
+    preacts: Sequence[Any],
+    grads: Sequence[Any],
+    kernel_grads: Sequence[Any],
+    first_last: tuple[Any, Any] | None,
+    weights: Sequence[Any],
+    binary: bool,
+    probe_metrics: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Per-slice diagnostics on the probe batch. Every tensor has a leading slice
+    axis ``S``: logits ``[S, B, C]``, one-hot targets ``[S, B, C]``, hidden
+    pre-activations ``[S, B, ..., units]``, gradients and weights ``[S, ...]``.
+    Returns ``[S]`` tensors (``dead_by_layer``: ``[S, layers]``)."""
+    import tensorflow as tf
+
+    def per_slice_sq(ts: Sequence[Any]) -> Any:
+        return tf.add_n([tf.reduce_sum(tf.square(t), axis=list(range(1, len(t.shape)))) for t in ts])
+
+    S = tf.shape(weights[0])[0] if weights else 1
+    out: dict[str, Any] = {
+        "grad_norm": tf.sqrt(per_slice_sq(grads)) if grads else tf.zeros([S]),
+        "weight_norm": tf.sqrt(per_slice_sq(weights)) if weights else tf.zeros([S]),
+    }
+    if logits is not None:
+        out["logit_abs_mean"] = tf.reduce_mean(tf.abs(logits), axis=[1, 2])
+        out["logit_max"] = tf.reduce_max(tf.abs(logits), axis=[1, 2])
+        # spread across classes; for one output unit, the spread of the logit itself
+        out["logit_spread"] = tf.reduce_mean(tf.math.reduce_std(logits, axis=-1), axis=1) if not binary else tf.math.reduce_std(logits[..., 0], axis=1)
+    if kernel_grads:
+        zeros = tf.add_n([tf.reduce_sum(tf.cast(tf.equal(g, 0.0), tf.float32), axis=list(range(1, len(g.shape)))) for g in kernel_grads])
+        total = float(sum(int(math.prod(g.shape[1:])) for g in kernel_grads))
+        out["zero_grad_fraction"] = zeros / total
+    if first_last is not None:
+        first, last = first_last
+        out["grad_norm_first"] = tf.sqrt(per_slice_sq([first]))
+        out["grad_norm_last"] = tf.sqrt(per_slice_sq([last]))
+    if preacts:
+        # a unit (channel) is dead if its pre-activation is <= 0 for every sample and position
+        dead = [tf.reduce_mean(tf.cast(tf.reduce_all(p <= 0.0, axis=list(range(1, len(p.shape) - 1))), tf.float32), axis=-1) for p in preacts]
+        out["dead_by_layer"] = tf.stack(dead, axis=1)
+        out["dead_fraction"] = tf.reduce_mean(out["dead_by_layer"], axis=1)
+    for metric in probe_metrics if logits is not None else ():
+        out[metric.name] = metric.fn(logits, targets, binary)
+    return out
+
+
+def slice_values(d: dict[str, Any], s: int) -> dict[str, Any]:
+    """The diagnostics of slice ``s`` as Python numbers."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        v = v[s]
+        out[k] = [float(x) for x in v] if getattr(v, "ndim", 0) else float(v)
+    return out

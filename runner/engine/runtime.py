@@ -1,0 +1,57 @@
+"""Process set-up for the processes that train: TensorFlow's thread pools and
+logs, and a watchdog that stops a worker whose parent died."""
+
+from __future__ import annotations
+
+import _thread
+import os
+import threading
+from typing import Any
+
+from remedysweep.files import quiet_stderr
+
+_THREADS_SET = False
+
+
+def configure_tensorflow(intra_op_threads: int | None = None) -> Any:
+    """Import TensorFlow quietly, size its thread pools (before its first op) and
+    silence its Python logs. Returns the module."""
+    global _THREADS_SET
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        import tensorflow as tf
+    if intra_op_threads and not _THREADS_SET:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1 if intra_op_threads <= 2 else 2)
+        except RuntimeError:
+            pass  # TensorFlow already initialised in this process: keep its pools
+    _THREADS_SET = True
+    tf.get_logger().setLevel("ERROR")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", module="keras")
+    return tf
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def watch_parent(interval: float = 1.0) -> None:
+    """In a worker process: if the process that started it dies (killed with
+    SIGKILL, say), interrupt this one, so that it releases its runs and exits
+    instead of training on as an orphan."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            if os.getppid() != parent:
+                _thread.interrupt_main()
+                return
+
+    threading.Thread(target=watch, daemon=True, name="remedysweep-parent-watch").start()

@@ -1,0 +1,548 @@
+"""Model surgery: read any Keras classifier's structure, and rewrite it to a plan.
+
+Works on Sequential and functional models (nested models included): Dense and
+convolution layers, ``Activation``/``ReLU``/``LeakyReLU``/``ELU``/``Softmax``
+layers, one output. A subclassed model cannot be rewritten; knobs that need
+a rewrite then fail the run with a message saying so.
+
+The rewrite (:func:`rewrite`) always splits each layer's built-in activation
+into a separate ``Activation`` layer (the same function, the same weights), so
+that the logits and every hidden pre-activation are tensors the diagnostics can
+read. Layers the plan leaves alone keep the base model's weights; layers it
+re-initialises or reshapes get fresh ones from the seeded generator.
+
+This module is public for plugins: a remedy's ``transform_model`` may use
+:func:`map_layers` and raise :class:`NotApplicable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from remedysweep.remedies import ModelPlan
+
+
+class NotApplicable(Exception):
+    """A remedy that cannot apply to this model; the message says why."""
+
+
+# ----------------------------------------------------------------------------
+# Layer kinds
+# ----------------------------------------------------------------------------
+
+
+def _kinds() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    import keras
+
+    L = keras.layers
+    weighted = tuple(getattr(L, n) for n in (
+        "Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+        "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D") if hasattr(L, n))
+    activations = tuple(getattr(L, n) for n in ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") if hasattr(L, n))
+    transparent = tuple(getattr(L, n) for n in ("Dropout", "Identity", "GaussianNoise", "GaussianDropout", "ActivityRegularization", "AlphaDropout") if hasattr(L, n))
+    return weighted, activations, transparent
+
+
+def activation_name(layer: Any) -> str:
+    """The activation a layer applies, by name (``linear`` for none)."""
+    import keras
+
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    for cls, name in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"), ("PReLU", "prelu")):
+        if isinstance(layer, getattr(keras.layers, cls)):
+            return name
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return "linear"
+    return getattr(act, "__name__", None) or type(act).__name__.lower()
+
+
+def _single_input(layer: Any, node_index: int = 0) -> Any:
+    """The one tensor a layer's call (its node ``node_index``) took, or None."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if node_index >= len(nodes) or len(nodes[node_index].input_tensors) != 1:
+        return None
+    return nodes[node_index].input_tensors[0]
+
+
+def to_functional(model: Any, input_shape: Any = None) -> Any:
+    """A functional model computing the same function with the same layers, or
+    ``None`` for a subclassed model. A Sequential model is built first if needed."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    if isinstance(model, keras.Sequential):
+        try:
+            inputs = model.inputs
+        except (AttributeError, ValueError):
+            inputs = None
+        if not inputs:
+            if input_shape is None or isinstance(input_shape, (dict, list)) or (input_shape and isinstance(input_shape[0], tuple)):
+                return None
+            model.build((None, *input_shape))
+            inputs = model.inputs
+        x = new_inputs = keras.Input(batch_shape=inputs[0].shape, dtype=inputs[0].dtype, name=f"{model.name}_input")
+        for layer in model.layers:
+            x = layer(x)
+        return keras.Model(new_inputs, x, name=model.name)
+    if isinstance(model, Functional):
+        return model
+    return None
+
+
+# ----------------------------------------------------------------------------
+# Reading a model
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Structure:
+    """Roles of a functional model's layers."""
+
+    output_layer: Any  # the weighted layer producing the logits, or None
+    head_layers: list[Any]  # activation layers after it, output last
+    transparent: list[Any]
+    hidden: list[Any]  # weighted layers but the output layer
+    hidden_acts: list[Any]  # activation layers that are not part of the head
+    nested: list[Any]  # nested models (all their layers are hidden)
+
+    @property
+    def head_activations(self) -> list[str]:
+        """Activations from the logits to the output, in order."""
+        out = []
+        if self.output_layer is not None and activation_name(self.output_layer) != "linear":
+            out.append(activation_name(self.output_layer))
+        out += [activation_name(l) for l in reversed(self.head_layers) if activation_name(l) != "linear"]
+        return out
+
+
+def structure(model: Any) -> Structure:
+    import keras
+
+    weighted, activations, transparent = _kinds()
+    history = model.outputs[0]._keras_history
+    op, node = history.operation, history.node_index
+    head, passed = [], []
+    while True:
+        if isinstance(op, activations):
+            head.append(op)
+        elif isinstance(op, transparent):
+            passed.append(op)
+        else:
+            break
+        t = _single_input(op, node)
+        if t is None:
+            op = None
+            break
+        op, node = t._keras_history.operation, t._keras_history.node_index
+    output_layer = op if isinstance(op, weighted) else None
+    hidden = [l for l in model.layers if isinstance(l, weighted) and l is not output_layer]
+    hidden_acts = [l for l in model.layers if isinstance(l, activations) and l not in head and not isinstance(l, keras.layers.Softmax)]
+    nested = [l for l in model.layers if isinstance(l, keras.Model)]
+    return Structure(output_layer, head, passed, hidden, hidden_acts, nested)
+
+
+@dataclass
+class ModelInfo:
+    """What ``doctor``, the symptoms and the packer need to know of a base model."""
+
+    rewritable: bool
+    output_units: int
+    head_activations: list[str]
+    hidden_activations: list[str]
+    hidden_layers: int
+    max_hidden_width: int
+    convolutional: bool
+    loss: str
+    keras_cross_entropy: bool
+    sparse_loss: bool
+    from_logits: bool
+    optimizer: str
+    learning_rate: float | None
+    n_params: int
+    sequential: bool
+    n_inputs: int
+
+    @property
+    def output_activation(self) -> str:
+        return self.head_activations[-1] if self.head_activations else "linear"
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "output_units": self.output_units,
+            "output_activation": self.output_activation,
+            "head_activations": self.head_activations,
+            "hidden_activations": self.hidden_activations,
+            "hidden_layers": self.hidden_layers,
+            "max_hidden_width": self.max_hidden_width,
+            "convolutional": self.convolutional,
+            "loss": self.loss,
+            "from_logits": self.from_logits,
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "n_params": self.n_params,
+            "sequential": self.sequential,
+            "rewritable": self.rewritable,
+            "n_inputs": self.n_inputs,
+        }
+
+
+KERAS_CE = {"categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
+            "categorical_focal_crossentropy", "binary_focal_crossentropy"}
+
+
+def compiled_loss(model: Any) -> Any:
+    """The loss the model was compiled with (string, function or Loss object)."""
+    return getattr(model, "loss", None)
+
+
+def loss_facts(loss: Any) -> tuple[str, bool, bool]:
+    """(name, from_logits, is a Keras cross-entropy) of a compiled loss."""
+    if isinstance(loss, str):
+        name, from_logits = loss, False
+    else:
+        fn = getattr(loss, "fn", None)
+        kwargs = getattr(loss, "_fn_kwargs", {}) or {}
+        if fn is not None:
+            name = getattr(fn, "__name__", type(loss).__name__)
+        else:
+            name = getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
+        from_logits = bool(kwargs.get("from_logits", False))
+        if hasattr(loss, "get_config") and not kwargs:
+            try:
+                from_logits = bool(loss.get_config().get("from_logits", False))
+            except Exception:
+                pass
+    aliases = {"CategoricalCrossentropy": "categorical_crossentropy", "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+               "BinaryCrossentropy": "binary_crossentropy"}
+    name = aliases.get(name, name)
+    return name, from_logits, name in KERAS_CE
+
+
+def _width(layer: Any) -> int:
+    cfg = layer.get_config()
+    return int(cfg.get("units") or cfg.get("filters") or 0)
+
+
+def describe_model(model: Any, data: Any = None) -> ModelInfo:
+    """Read a compiled classifier. Raises ``ValueError`` for a model that is not
+    a single-output classifier."""
+    import keras
+
+    functional = to_functional(model, data.input_shape if data is not None else None)
+    outputs = getattr(functional if functional is not None else model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ValueError(f"the model has {len(outputs)} outputs; remedysweep takes single-output classifiers")
+    if outputs and len(outputs[0].shape) != 2:
+        raise ValueError(f"the model's output has shape {tuple(outputs[0].shape)}; a classifier outputs (batch, classes)")
+    name, from_logits, keras_ce = loss_facts(compiled_loss(model))
+    opt = getattr(model, "optimizer", None)
+    try:
+        lr = float(keras.ops.convert_to_numpy(opt.learning_rate)) if opt is not None else None
+    except Exception:
+        lr = None
+    if functional is not None:
+        s = structure(functional)
+        hidden = list(s.hidden)
+        acts = [activation_name(l) for l in s.hidden] + [activation_name(l) for l in s.hidden_acts]
+        for inner in s.nested:
+            inner_s = structure(inner) if to_functional(inner) is not None else None
+            if inner_s is not None:
+                hidden += [l for l in inner.layers if isinstance(l, _kinds()[0])]
+                acts += [activation_name(l) for l in inner.layers if isinstance(l, _kinds()[0] + _kinds()[1])]
+        units = int(outputs[0].shape[-1])
+        convolutional = any("Conv" in type(l).__name__ for l in hidden)
+        head = s.head_activations
+        widths = [_width(l) for l in hidden]
+    else:
+        units = int(outputs[0].shape[-1]) if outputs else 0
+        acts, head, widths, convolutional, hidden = [], [], [], False, []
+    return ModelInfo(
+        rewritable=functional is not None,
+        output_units=units,
+        head_activations=head,
+        hidden_activations=sorted({a for a in acts if a not in ("linear", "softmax")}),
+        hidden_layers=len(hidden),
+        max_hidden_width=max(widths) if widths else 0,
+        convolutional=convolutional,
+        loss=name,
+        keras_cross_entropy=keras_ce,
+        sparse_loss="sparse" in name,
+        from_logits=from_logits,
+        optimizer=type(opt).__name__ if opt is not None else "",
+        learning_rate=lr,
+        n_params=int(model.count_params()) if model.built else 0,
+        sequential=isinstance(model, keras.Sequential),
+        n_inputs=len(getattr(functional, "inputs", []) or []) if functional is not None else 0,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Rewriting a model
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Rewritten:
+    """The rewritten model and the tensors the diagnostics read.
+
+    ``logits``: the output layer's pre-activation (``None`` for a subclassed model).
+    ``preacts``: what enters each hidden activation.
+    ``probabilities``: the model's output is a softmax/sigmoid of the logits.
+    """
+
+    model: Any
+    logits: Any = None
+    preacts: list[Any] = field(default_factory=list)
+    probabilities: bool = False
+    binary: bool = False
+    first_kernel: Any = None
+    last_kernel: Any = None
+    relu_family: bool = False
+
+
+def _initializer(name: str) -> Any:
+    import keras
+
+    return keras.initializers.get(name)
+
+
+def _regularizer(spec: tuple[str, float]) -> Any:
+    import keras
+
+    kind, amount = spec
+    return {"l2": keras.regularizers.L2, "l1": keras.regularizers.L1}[kind](amount)
+
+
+def _constraint(spec: tuple[str, float], layer_cfg: dict[str, Any]) -> Any:
+    import keras
+
+    kind, amount = spec
+    if kind != "max_norm":
+        raise NotApplicable(f"constraint {kind!r} is not known; allowed: max_norm")
+    # Each unit's (filter's) incoming weights: every kernel axis but the last.
+    rank = {"Dense": 2}.get(layer_cfg.get("__class__", ""), None)
+    return keras.constraints.MaxNorm(amount, axis=0 if rank == 2 else list(range(len(layer_cfg.get("kernel_size", ())) + 1)))
+
+
+RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu"}
+
+
+class _Rewriter:
+    """One clone of a functional model with per-layer changes (see :func:`rewrite`)."""
+
+    def __init__(self, plan: ModelPlan, all_hidden: bool = False):
+        self.plan = plan
+        self.all_hidden = all_hidden
+        self.roles: dict[int, tuple[str, str]] = {}  # id(new layer) -> (role, original activation)
+        self.pairs: list[tuple[Any, Any]] = []
+        self.logits: Any = None
+        self.preacts: list[Any] = []
+        self.counts = {"hidden": 0, "hidden_acts": 0, "weighted": 0}
+        self.activations_seen: set[str] = set()
+
+    def clone(self, model: Any) -> Any:
+        import keras
+
+        s = structure(model)
+        weighted, _, _ = _kinds()
+        roles_old: dict[int, str] = {}
+        for l in s.hidden:
+            roles_old[id(l)] = "hidden"
+        for l in s.hidden_acts:
+            roles_old[id(l)] = "hidden_act"
+        if not self.all_hidden:
+            if s.output_layer is not None:
+                roles_old[id(s.output_layer)] = "output"
+            for l in s.head_layers:
+                roles_old[id(l)] = "head_act"
+        else:
+            if s.output_layer is not None:
+                roles_old[id(s.output_layer)] = "hidden"
+            for l in s.head_layers:
+                roles_old[id(l)] = "hidden_act"
+        self.structure = s
+        if self.plan.head is not None and (self.all_hidden or s.output_layer is None):
+            raise NotApplicable("the model does not end in a Dense or convolution layer (then activations), so its head cannot be rewritten")
+
+        def clone_function(old: Any) -> Any:
+            if isinstance(old, keras.Model):
+                inner = to_functional(old)
+                if inner is None:
+                    return old.__class__.from_config(old.get_config())
+                sub = _Rewriter(self.plan, all_hidden=True)
+                new = sub.clone(inner)
+                self.pairs += sub.pairs
+                self.preacts += sub.preacts
+                for k in self.counts:
+                    self.counts[k] += sub.counts[k]
+                self.activations_seen |= sub.activations_seen
+                return new
+            role = roles_old.get(id(old), "")
+            cfg = old.get_config()
+            original = activation_name(old)
+            if isinstance(old, weighted):
+                self.counts["weighted"] += 1
+                self._weighted(cfg, role, type(old).__name__)
+            if role == "hidden":
+                self.counts["hidden"] += 1
+            if role == "head_act" and self.plan.head is not None:
+                role = "skip"  # the head is rebuilt after the output layer: this activation goes
+                new = old.__class__.from_config(cfg)
+            elif role == "hidden_act":
+                self.counts["hidden_acts"] += 1
+                self.activations_seen.add(original)
+                new = keras.layers.Activation(self.plan.activation, name=cfg["name"]) if self.plan.activation else old.__class__.from_config(cfg)
+            else:
+                new = old.__class__.from_config(cfg)
+            self.roles[id(new)] = (role, original)
+            self.pairs.append((old, new))
+            return new
+
+        def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
+            role, original = self.roles.get(id(layer), ("", "linear"))
+            if role == "skip":
+                return args[0]
+            out = layer(*args, **kwargs)
+            name = layer.name
+            if role == "hidden":
+                if self.plan.normalization:
+                    norm = {"batchnorm": keras.layers.BatchNormalization, "layernorm": keras.layers.LayerNormalization}[self.plan.normalization]
+                    out = norm(name=f"{name}_norm")(out)
+                if original != "linear":
+                    self.activations_seen.add(original)
+                    act = self.plan.activation or original
+                    self.preacts.append(out)
+                    out = keras.layers.Activation(act, name=f"{name}_act")(out)
+                    if self.plan.dropout:
+                        out = keras.layers.Dropout(self.plan.dropout, name=f"{name}_dropout")(out)
+            elif role == "hidden_act":
+                self.preacts.append(args[0] if args else None)
+                if self.plan.dropout:
+                    out = keras.layers.Dropout(self.plan.dropout, name=f"{name}_dropout")(out)
+            elif role == "output":
+                self.logits = out
+                units = int(out.shape[-1])
+                if self.plan.head == "probabilities":
+                    out = keras.layers.Activation("sigmoid" if units == 1 else "softmax", name=f"{name}_probabilities")(out)
+                elif self.plan.head is None and original != "linear":
+                    out = keras.layers.Activation(original, name=f"{name}_act")(out)
+            return out
+
+        new = keras.models.clone_model(model, clone_function=clone_function, call_function=call_function)
+        self.preacts = [p for p in self.preacts if p is not None]
+        return new
+
+    def _weighted(self, cfg: dict[str, Any], role: str, cls: str) -> None:
+        p = self.plan
+        if role in ("hidden", "output") and cfg.get("activation") not in (None, "linear"):
+            cfg["activation"] = "linear"  # split: applied by a separate Activation layer
+        if role == "hidden":
+            if p.width is not None:
+                if "units" in cfg:
+                    cfg["units"] = p.width
+                elif "filters" in cfg and cfg["filters"]:
+                    cfg["filters"] = p.width
+            if p.kernel_regularizer is not None and "kernel_regularizer" in cfg:
+                cfg["kernel_regularizer"] = _regularizer(p.kernel_regularizer)
+            if p.kernel_constraint is not None and "kernel_constraint" in cfg:
+                cfg["kernel_constraint"] = _constraint(p.kernel_constraint, {**cfg, "__class__": cls})
+        if p.kernel_initializer is not None:
+            for key in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
+                if key in cfg:
+                    cfg[key] = _initializer(p.kernel_initializer)
+            if "bias_initializer" in cfg:
+                cfg["bias_initializer"] = "zeros"
+
+
+def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
+    """The base model rewritten to ``plan``, with the tensors the diagnostics
+    read. Raises :class:`NotApplicable` when a change cannot apply to the model."""
+    import keras
+
+    functional = to_functional(model, input_shape)
+    wanted = {k: v for k, v in vars(plan).items() if not k.startswith("_") and v is not None}
+    if functional is None:
+        if wanted:
+            raise NotApplicable(f"{', '.join('model.' + k for k in wanted)}: changing the model needs a Sequential or functional model; "
+                                f"{type(model).__name__} is subclassed")
+        return Rewritten(model)
+    rewriter = _Rewriter(plan)
+    try:
+        new = rewriter.clone(functional)
+    except NotApplicable:
+        raise
+    except Exception as exc:
+        raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+    c = rewriter.counts
+    needs_hidden = [k for k in ("width", "normalization", "kernel_regularizer", "kernel_constraint") if k in wanted]
+    if needs_hidden and not c["hidden"]:
+        raise NotApplicable(f"model.{needs_hidden[0]}: the model has no hidden Dense or convolution layer")
+    if "activation" in wanted and not (rewriter.activations_seen - {"linear"}):
+        raise NotApplicable("model.activation: the model has no hidden activation to replace")
+    if "dropout" in wanted and not rewriter.preacts:
+        raise NotApplicable("model.dropout: the model has no hidden activation to put dropout after")
+    reinit = plan.kernel_initializer is not None
+    weighted = _kinds()[0]
+    for old, new_layer in rewriter.pairs:
+        if reinit and isinstance(old, weighted):
+            continue
+        old_w, new_w = old.get_weights(), new_layer.get_weights()
+        if old_w and len(old_w) == len(new_w) and all(a.shape == b.shape for a, b in zip(old_w, new_w)):
+            new_layer.set_weights(old_w)
+    out = new.outputs[0]
+    s = rewriter.structure
+    units = int(out.shape[-1])
+    final = "linear"
+    op = out._keras_history.operation
+    if op is not None and rewriter.logits is not None and out is not rewriter.logits:
+        final = activation_name(op)
+    kernels = [l for l in new.layers if isinstance(l, weighted)]
+    hidden_acts = (set(a for a in rewriter.activations_seen) if plan.activation is None else {plan.activation}) - {"linear"}
+    return Rewritten(
+        model=new,
+        logits=rewriter.logits,
+        preacts=rewriter.preacts,
+        probabilities=final in ("softmax", "sigmoid"),
+        binary=units == 1,
+        first_kernel=kernels[0] if kernels else None,
+        last_kernel=kernels[-1] if kernels and s.output_layer is not None else None,
+        relu_family=bool(hidden_acts) and hidden_acts <= RELU_FAMILY,
+    )
+
+
+def _describe(wanted: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in wanted.items()) or "the same structure"
+
+
+def map_layers(model: Any, change: Callable[[Any, dict[str, Any]], Any]) -> Any:
+    """For plugins: a clone of a functional or Sequential model in which
+    ``change(layer, config)`` may return a new layer (or a changed config) for any
+    layer; weights are copied where shapes still match."""
+    functional = to_functional(model)
+    if functional is None:
+        raise NotApplicable(f"{type(model).__name__} is subclassed: its layers cannot be changed")
+    import keras
+
+    pairs = []
+
+    def clone_function(old: Any) -> Any:
+        cfg = old.get_config()
+        result = change(old, dict(cfg))
+        if isinstance(result, dict):
+            new = old.__class__.from_config(result)
+        elif result is None:
+            new = old.__class__.from_config(cfg)
+        else:
+            new = result
+        pairs.append((old, new))
+        return new
+
+    new = keras.models.clone_model(functional, clone_function=clone_function)
+    for old, layer in pairs:
+        a, b = old.get_weights(), layer.get_weights()
+        if a and len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b)):
+            layer.set_weights(a)
+    return new

@@ -1,0 +1,132 @@
+"""A worker: take queued runs (or packs of runs) from the queue and run them
+until none is left.
+
+The same loop serves ``remedysweep run`` (in-process, or N local processes
+through joblib) and ``remedysweep worker`` (any machine that reaches the storage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+from .build import Setup
+from .config import build_plan
+from .keras_trainer import error_message, run_alone
+from .packed import base_problem, pack_key, train_pack
+from .queue import Claim, Heartbeat, RunQueue, StorageSpec, objective_values
+from .result import RunResult
+from .runtime import configure_tensorflow
+
+
+def pack_assignment(setup: Setup) -> Callable[[dict[str, Any]], str]:
+    """``knobs -> pack key`` ("" for a run that trains alone) for the coordinator."""
+    sweep = setup.sweep
+    if not sweep.training.pack or base_problem(setup):
+        return lambda knobs: ""
+
+    def pack_of(knobs: dict[str, Any]) -> str:
+        try:
+            key, _ = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
+        except Exception:
+            return ""
+        return key or ""
+
+    return pack_of
+
+
+def why_alone(setup: Setup, knobs: dict[str, Any]) -> str:
+    """Why a run trains on the Keras path although the sweep packs."""
+    if not setup.sweep.training.pack:
+        return ""
+    problem = base_problem(setup)
+    if problem:
+        return problem
+    try:
+        _, why = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
+    except Exception as exc:
+        return error_message(exc)
+    return why
+
+
+def work(
+    spec: StorageSpec,
+    study_name: str,
+    *,
+    threads: int | None = None,
+    max_runs: int | None = None,
+    only_keys: frozenset[str] | None = None,
+    isolated: bool = False,
+    on_result: Callable[[RunResult], None] | None = None,
+    setup: Setup | None = None,
+) -> int:
+    """Run queued runs of the study until none is left; returns how many ran.
+    ``only_keys``: take only those runs. ``isolated``: this process runs alone,
+    so if it dies the run it holds is to blame. ``setup``: the sweep's model and
+    data already loaded in this process (``doctor``)."""
+    configure_tensorflow(threads)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    queue = RunQueue.open(spec, study_name)
+    sweep = queue.sweep
+    setup_error = None
+    if setup is None:
+        try:
+            setup = Setup.load(sweep)
+            setup.base_info()
+        except Exception as exc:  # the data or model cannot load here: every run says why
+            setup, setup_error = None, error_message(exc)
+    pack_limit = sweep.training.max_pack if sweep.training.pack and only_keys is None else 1
+    done = 0
+    duplicates = 0
+    while max_runs is None or done < max_runs:
+        claims = queue.claim(only_keys=only_keys, isolated=isolated, pack_limit=pack_limit)
+        if not claims and only_keys is None and sweep.sampler.kind != "grid" and queue.queue_proposal():
+            claims = queue.claim(isolated=isolated)
+        if not claims:
+            break
+        try:
+            with Heartbeat(queue, claims):
+                ready: list[Claim] = []
+                for c in claims:
+                    if c.proposal:
+                        proposed = queue.propose(c)
+                        if proposed is None:
+                            duplicates += 1
+                            continue
+                        c = proposed
+                    else:
+                        queue.register_params(c)
+                    ready.append(c)
+                if not ready:
+                    if duplicates > 50:
+                        break
+                    continue
+                results = _run(setup, setup_error, ready)
+            for c, result in zip(ready, results):
+                queue.save(c, result, objective_values(sweep, result))
+                done += 1
+                if on_result is not None:
+                    on_result(result)
+        except BaseException:
+            queue.release(claims)  # Ctrl-C or a crash of the worker itself: queue them again
+            raise
+    return done
+
+
+def _run(setup: Setup | None, setup_error: str | None, claims: list[Claim]) -> list[RunResult]:
+    if setup is None:
+        return [RunResult.failure(f"the worker could not load the sweep's model or data: {setup_error}") for _ in claims]
+    if len(claims) > 1 or (claims[0].pack and setup.sweep.training.pack):
+        return train_pack(setup, [(c.knobs, c.seed) for c in claims])
+    c = claims[0]
+    return [run_alone(setup, c.knobs, c.seed, path_note=why_alone(setup, c.knobs))]
+
+
+def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset[str] | None = None, isolated: bool = False) -> int:
+    """Entry point of a local worker process (joblib/loky)."""
+    from .runtime import watch_parent
+
+    watch_parent()
+    return work(StorageSpec(url), study_name, threads=threads, only_keys=only_keys, isolated=isolated)

@@ -1,0 +1,1 @@
+"""Sweep files shipped with remedysweep (installed as package data)."""
