@@ -1,11 +1,16 @@
-"""Shared fixtures: tiny sweeps, the CLI in a subprocess, real services."""
+"""Shared fixtures: tiny sweeps, the CLI in a subprocess, real services, and the
+example plugin installed into a temporary folder (never the user's environment)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import glob
+import socket
 import textwrap
 from pathlib import Path
 
@@ -13,7 +18,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+EXAMPLE_PLUGIN = HERE / "plugin_example"
+sys.path.insert(0, str(HERE / "doctor"))  # the model zoo
 
 TINY_SWEEP = """
 name = "{name}"
@@ -29,6 +37,7 @@ cluster_std = 2.0
 [model]
 kind = "mlp"
 depth = 1
+width = 16
 
 [training]
 epochs = {epochs}
@@ -42,7 +51,6 @@ patience = 2
 
 [knobs]
 loss = {losses}
-width = [16]
 """
 
 
@@ -60,12 +68,8 @@ def tiny_sweep(tmp_path: Path) -> Path:
 def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real command line, in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "remedysweep.runner.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
+        [sys.executable, "-m", "remedysweep", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
     )
 
 
@@ -80,11 +84,8 @@ def need(tool: str, what: str) -> str:
     return path
 
 
-EXAMPLE_PLUGIN = Path(__file__).parent / "plugin_example"
-
-
 def pip_install(*args: str) -> None:
-    """pip into the test environment (or a --target), offline for local folders."""
+    """pip into a --target folder, offline for local folders."""
     try:
         import setuptools  # noqa: F401
 
@@ -98,15 +99,83 @@ def pip_install(*args: str) -> None:
 
 
 def pytest_configure(config):
-    """Install the example plugin package (tests/plugin_example) into the test
-    environment before collection, so the contract suite covers it like any
-    installed remedy."""
-    import importlib.metadata
+    """Install the example plugin package (tests/plugin_example) into a temporary
+    folder put on the path of this process and of every process it starts, so
+    that the contract suite covers it like any installed remedy; the folder is
+    removed at the end, and the user's environment never sees it."""
+    site = tempfile.mkdtemp(prefix="remedysweep-test-site-")
+    pip_install("--target", site, str(EXAMPLE_PLUGIN))
+    for build in EXAMPLE_PLUGIN.glob("src/*.egg-info"):
+        shutil.rmtree(build, ignore_errors=True)
+    shutil.rmtree(EXAMPLE_PLUGIN / "build", ignore_errors=True)
+    sys.path.insert(0, site)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH", "")]))
+    importlib.invalidate_caches()
+    config._remedysweep_site = site
 
+
+def pytest_unconfigure(config):
+    site = getattr(config, "_remedysweep_site", None)
+    if site:
+        shutil.rmtree(site, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------
+# A real PostgreSQL server
+# ----------------------------------------------------------------------------
+
+PASSWORD = "s3cr3t-pw"
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL is not installed; .ci/run should have installed Debian's postgresql")
+        pytest.skip("PostgreSQL server binaries not installed")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """Start a throwaway PostgreSQL server on a free loopback port."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    root = Path(tempfile.mkdtemp(prefix="remedysweep-pg-"))  # /tmp: reachable by the postgres user
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        for p in (root, sock):
+            shutil.chown(p, "postgres")
+    pwfile = root / "pw"
+    pwfile.write_text(PASSWORD)
+    if as_user:
+        shutil.chown(pwfile, "postgres")
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "rs", "--auth=scram-sha-256", f"--pwfile={pwfile}"], check=True, capture_output=True)
+    port = _free_port()
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"),
+         "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=50", "start"],
+        check=True, capture_output=True,
+    )
     try:
-        installed = importlib.metadata.version("remedysweep-focal")
-    except importlib.metadata.PackageNotFoundError:
-        installed = None
-    if installed != "0.2.0":
-        pip_install(str(EXAMPLE_PLUGIN))
-        importlib.invalidate_caches()
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="rs", password=PASSWORD, dbname="postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE sweeps")
+        yield f"postgresql://rs:{PASSWORD}@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+

@@ -23,9 +23,13 @@ from .result import RunResult
 
 
 def error_message(exc: BaseException) -> str:
-    """``Type: message (at file:line)``, one line."""
-    text = str(exc).strip().splitlines()
-    error = f"{type(exc).__name__}: {text[0][:1500] if text else ''}".strip()
+    """``Type: message (at file:line)``, one line: the informative line of the
+    message (TensorFlow puts it last, after "in user code:")."""
+    lines = [l.strip() for l in str(exc).strip().splitlines() if l.strip()]
+    useful = [l for l in lines if not l.endswith(":") and not l.startswith(("File ", "in user code"))]
+    text = useful[-1] if len(lines) > 1 and useful else (lines[0] if lines else "")
+    text = text.removeprefix(f"{type(exc).__name__}: ")
+    error = f"{type(exc).__name__}: {text[:1500]}".strip()
     tb = traceback.extract_tb(exc.__traceback__)
     if tb:
         last = tb[-1]
@@ -86,14 +90,15 @@ def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
             return tf.cast(out[:, 0] > (0.5 if rw.probabilities else 0.0), tf.int32)
         return tf.argmax(out, axis=-1, output_type=tf.int32)
 
-    # Eager on purpose: a few small calls per run cost less than tracing them.
-    def probe() -> dict[str, Any]:
+    # In a graph, as training is: Keras fuses a softmax under its own loss only there.
+    @tf.function(autograph=False)
+    def compute() -> dict[str, Any]:
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
             loss = tf.reduce_mean(loss_fn(y_fit, pred))
         variables = model.trainable_variables
         grads = tape.gradient(loss, variables)
-        pairs = [(v, g) for v, g in zip(variables, grads) if g is not None]
+        pairs = [(v, tf.convert_to_tensor(g)) for v, g in zip(variables, grads) if g is not None]  # embeddings: IndexedSlices
         logits, preacts = None, []
         if inner is not None:
             res = inner(x, training=False)
@@ -106,9 +111,13 @@ def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
             [g[None] for _, g in pairs], [g[None] for v, g in pairs if id(v) in kernel_ids], first_last,
             [v[None] for v in variables], rw.binary, built.probe_metrics,
         )
-        values = slice_values({k: v.numpy() for k, v in d.items()}, 0)
-        finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.weights if "float" in str(v.dtype))
-        return {**values, "weights_finite": finite}
+        d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
+        return d
+
+    def probe() -> dict[str, Any]:
+        d = {k: v.numpy() for k, v in compute().items()}
+        finite = bool(d.pop("weights_finite"))
+        return {**slice_values(d, 0), "weights_finite": finite}
 
     def accuracy() -> float:
         out = model(x, training=False)

@@ -369,7 +369,8 @@ class PackedTrainer:
 
     # -- the loop --------------------------------------------------------------
 
-    def train(self, recorders: list[Recorder]) -> float:
+    def train(self, recorders: list[Recorder], epoch_seconds: list[float] | None = None) -> float:
+        """Train every slice; ``epoch_seconds`` (if given) gets each epoch's wall time."""
         import tensorflow as tf
 
         epochs = self.sweep.training.epochs
@@ -378,6 +379,7 @@ class PackedTrainer:
         y_true = self.data.y_train
         t0 = time.perf_counter()
         for epoch in range(epochs):
+            started = time.perf_counter()
             order = np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs])
             order_t = tf.constant(order)
             x_epoch = tf.gather(self.x_train, order_t)  # one gather per epoch: [S, n, in]
@@ -400,12 +402,14 @@ class PackedTrainer:
                 values = slice_values({k: v for k, v in d.items() if k != "weights_finite"}, s)
                 rec.end_epoch({"loss": train_loss[s], "accuracy": train_acc[s], "val_loss": val_loss[s], "val_accuracy": val_acc[s]},
                               values, bool(d["weights_finite"][s]))
+            if epoch_seconds is not None:
+                epoch_seconds.append(time.perf_counter() - started)
             if all(r.stopped for r in recorders):
                 break
         return time.perf_counter() - t0
 
 
-def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> list[RunResult]:
+def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]], epoch_seconds: list[float] | None = None) -> list[RunResult]:
     """Train ``runs`` ((knobs, seed) of one pack key) packed. A run that turns out
     not to fit the pack (its built model is not a Dense chain of the pack's
     shapes and optimizer settings) trains on the Keras path and says why; a
@@ -443,7 +447,7 @@ def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> l
         recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for _, b, _, _, _ in members]
         try:
             trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, reference[0], cfg, [m[4] for m in members])
-            seconds = trainer.train(recorders)
+            seconds = trainer.train(recorders, epoch_seconds)
             error = None
         except Exception as exc:
             seconds, error = 0.0, error_message(exc)

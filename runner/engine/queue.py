@@ -67,11 +67,8 @@ def redact_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         u = make_url(url)
-        if u.password is not None:
-            u = u.set(password="***")
         query = {k: ("***" if SECRET_PARAM.search(k) else v) for k, v in u.query.items()}
-        u = u.set(query=query)
-        return u.render_as_string(hide_password=False)
+        return u.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:
         pass
     try:
@@ -226,25 +223,24 @@ class StorageSpec:
             raise StorageError(f"cannot open storage {self.display()}: {redact_text(_first_line(exc), self.url)}") from None
 
     @contextlib.contextmanager
+    def claim_lock(self) -> Iterator[None]:
+        """Held while a worker claims runs on SQLite, whose transactions do not lock
+        rows (``SELECT ... FOR UPDATE`` is a no-op there): without it two workers
+        can both switch one trial WAITING -> RUNNING. Other storages need none."""
+        if self.sqlite_path is None:
+            yield
+            return
+        with _blocking_lock(self.sqlite_path.with_name(self.sqlite_path.name + ".claim.lock"), 120.0, "claiming runs"):
+            yield
+
+    @contextlib.contextmanager
     def queue_lock(self, study: str, timeout: float = 120.0) -> Iterator[None]:
         """Held while a coordinator queues runs, so that two never queue the same run."""
         path = self.journal_path.with_name(self.journal_path.name + ".queue.lock") if self.is_journal else (
             self.sqlite_path.with_name(self.sqlite_path.name + ".queue.lock") if self.sqlite_path else None)
         if path is not None:
-            lock = FileLock(path)
-            end = time.monotonic() + timeout
-            while True:
-                try:
-                    lock.acquire()
-                    break
-                except LockHeld:
-                    if time.monotonic() > end:
-                        raise StorageError(f"another remedysweep process has been queueing study {study!r} for {timeout:.0f} s") from None
-                    time.sleep(0.2)
-            try:
+            with _blocking_lock(path, timeout, f"queueing study {study!r}"):
                 yield
-            finally:
-                lock.release()
             return
         with self._advisory_lock(study, timeout):
             yield
@@ -279,6 +275,24 @@ class StorageSpec:
             raise StorageError(f"cannot lock study {study!r} in {self.display()}: {redact_text(_first_line(exc), self.url)}") from None
         finally:
             engine.dispose()
+
+
+@contextlib.contextmanager
+def _blocking_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
+    lock = FileLock(path)
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            lock.acquire()
+            break
+        except LockHeld:
+            if time.monotonic() > end:
+                raise StorageError(f"another remedysweep process has been {what} for {timeout:.0f} s") from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def parse_storage(url: str) -> StorageSpec:
@@ -541,6 +555,10 @@ class RunQueue:
     def claim(self, *, only_keys: frozenset[str] | None = None, isolated: bool = False, pack_limit: int = 1) -> list[Claim]:
         """Take one queued run and, if it belongs to a pack, up to ``pack_limit - 1``
         more runs of the same pack. Empty when nothing is queued."""
+        with self.spec.claim_lock():
+            return self._claim(only_keys, isolated, pack_limit)
+
+    def _claim(self, only_keys: frozenset[str] | None, isolated: bool, pack_limit: int) -> list[Claim]:
         waiting = [t for t in self._trials((TrialState.WAITING,)) if only_keys is None or self._key(t) in only_keys]
         waiting.sort(key=lambda t: t.number)
         for t in waiting:

@@ -309,6 +309,18 @@ def _initializer(name: str) -> Any:
     return keras.initializers.get(name)
 
 
+def _init_identity(init: Any) -> Any:
+    """An initializer's class and settings (its seed aside), to tell whether a
+    re-initialisation changes anything."""
+    import keras
+
+    if init is None:
+        return None
+    d = keras.initializers.serialize(keras.initializers.get(init)) if not isinstance(init, dict) else init
+    config = {k: v for k, v in (d.get("config") or {}).items() if k != "seed"}
+    return (d.get("class_name"), repr(sorted(config.items())))
+
+
 def _regularizer(spec: tuple[str, float]) -> Any:
     import keras
 
@@ -383,9 +395,11 @@ class _Rewriter:
             role = roles_old.get(id(old), "")
             cfg = old.get_config()
             original = activation_name(old)
+            reinit = False
             if isinstance(old, weighted):
                 self.counts["weighted"] += 1
                 self._weighted(cfg, role, type(old).__name__)
+                reinit = bool(cfg.pop("__reinit__", False))
             if role == "hidden":
                 self.counts["hidden"] += 1
             if role == "head_act" and self.plan.head is not None:
@@ -398,7 +412,7 @@ class _Rewriter:
             else:
                 new = old.__class__.from_config(cfg)
             self.roles[id(new)] = (role, original)
-            self.pairs.append((old, new))
+            self.pairs.append((old, new, reinit))
             return new
 
         def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
@@ -450,11 +464,15 @@ class _Rewriter:
             if p.kernel_constraint is not None and "kernel_constraint" in cfg:
                 cfg["kernel_constraint"] = _constraint(p.kernel_constraint, {**cfg, "__class__": cls})
         if p.kernel_initializer is not None:
+            before = {k: _init_identity(cfg.get(k)) for k in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer", "bias_initializer")}
             for key in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
                 if key in cfg:
                     cfg[key] = _initializer(p.kernel_initializer)
             if "bias_initializer" in cfg:
                 cfg["bias_initializer"] = "zeros"
+            after = {k: _init_identity(cfg.get(k)) for k in before}
+            if before != after:
+                cfg["__reinit__"] = True
 
 
 def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
@@ -484,10 +502,9 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
         raise NotApplicable("model.activation: the model has no hidden activation to replace")
     if "dropout" in wanted and not rewriter.preacts:
         raise NotApplicable("model.dropout: the model has no hidden activation to put dropout after")
-    reinit = plan.kernel_initializer is not None
     weighted = _kinds()[0]
-    for old, new_layer in rewriter.pairs:
-        if reinit and isinstance(old, weighted):
+    for old, new_layer, reinit in rewriter.pairs:
+        if reinit:  # a changed initializer: fresh weights, drawn from the seeded generator
             continue
         old_w, new_w = old.get_weights(), new_layer.get_weights()
         if old_w and len(old_w) == len(new_w) and all(a.shape == b.shape for a, b in zip(old_w, new_w)):

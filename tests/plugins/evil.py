@@ -8,7 +8,7 @@ class Evil(Remedy):
     description = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     space = Categorical(["<b>bold</b>", "plain"])
     baseline = "plain"
-    touches = ("fit.label_smoothing",)
+    touches = ("fit.label_smoothing", "model.transform")
 
     def transform_model(self, value, model):
         if value == "<b>bold</b>":

@@ -15,7 +15,7 @@ class Fault(Remedy):
     description = "Inject a fault: none, raise, nan_weights, kill"
     space = Categorical(["none", "raise", "nan_weights", "kill"])
     baseline = "none"
-    touches = ("fit.callbacks",)
+    touches = ("fit.callbacks", "model.transform")
 
     def transform_model(self, value, model):
         if value == "raise":

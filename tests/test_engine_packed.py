@@ -1,0 +1,89 @@
+"""Packed training: a packed slice is the same experiment as the run trained
+alone through Keras; what the packed trainer does not handle takes the Keras
+path and says why; a packed sweep runs each run once."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import cli, write_sweep
+from remedysweep.engine.runtime import configure_tensorflow
+
+configure_tensorflow()
+
+from remedysweep.engine.build import Setup  # noqa: E402
+from remedysweep.engine.config import DataSpec, ModelSpec, build_plan, make_sweep  # noqa: E402
+from remedysweep.engine.keras_trainer import run_alone  # noqa: E402
+from remedysweep.engine.packed import pack_key, train_pack  # noqa: E402
+
+SWEEP = make_sweep("packed", model=ModelSpec(kind="mlp", width=48, activation="leaky_relu"),
+                   data=DataSpec(dataset="blobs", n_classes=4, n_features=8, n_samples=300, cluster_std=2.0), epochs=3, early_probes=3, probe_size=32)
+SETUP = Setup.load(SWEEP)
+
+
+def test_a_packed_slice_is_the_run_trained_alone_through_keras():
+    runs = [({"loss": "unfused", "learning_rate": 0.05}, 0),
+            ({"loss": "keras_default", "regularizer": "maxnorm", "learning_rate": 0.01}, 1),
+            ({"loss": "fused_logits", "regularizer": "l2", "label_smoothing": 0.1, "activation": "tanh"}, 2),
+            ({"loss": "fused_logits", "learning_rate": 0.003, "initializer": "he_normal"}, 0)]
+    keys = {pack_key(build_plan(k, SETUP.registry), k, SETUP.registry)[0] for k, _ in runs}
+    assert len(keys) == 1 and None not in keys  # one pack: every difference is per slice
+    packed = train_pack(SETUP, runs)
+    for (knobs, seed), p in zip(runs, packed):
+        alone = run_alone(SETUP, knobs, seed)
+        assert p.path == "packed" and p.pack_size == 4 and alone.path == "keras", p.message
+        for key in ("loss", "val_loss", "logit_abs_mean", "grad_norm", "weight_norm", "dead_fraction"):
+            np.testing.assert_allclose(p.curves[key], alone.curves[key], rtol=2e-3, atol=1e-5, err_msg=f"{knobs} {key}")
+        np.testing.assert_allclose(p.curves["val_accuracy"], alone.curves["val_accuracy"], atol=1.5 / len(SETUP.data.y_val))
+        assert [a for _, a in p.early_probes] == pytest.approx([a for _, a in alone.early_probes], abs=1.5 / 32)
+        assert p.outcome is alone.outcome
+
+
+def test_outcome_rates_of_both_paths_agree_on_the_quick_grid():
+    """The quick sweep's grid (loss x learning rate, its MLP and data) at a
+    smaller width and fewer epochs, both ways over six seeds."""
+    from scipy.stats import fisher_exact
+
+    sweep = make_sweep("agree", model=ModelSpec(kind="mlp", width=256, activation="leaky_relu"), data=DataSpec(dataset="digits"), epochs=8)
+    setup = Setup.load(sweep)
+    runs = [({"loss": l, "learning_rate": lr}, s) for l in ("unfused", "fused_logits") for lr in (0.002, 0.03) for s in range(6)]
+    packed = train_pack(setup, runs)
+    alone = [run_alone(setup, k, s) for k, s in runs]
+    assert {r.path for r in packed} == {"packed"} and {r.path for r in alone} == {"keras"}
+    count = lambda res, pred: collections.Counter((k["loss"], k["learning_rate"]) for (k, _), r in zip(runs, res) if pred(r))
+    for pred in (lambda r: r.outcome.at_chance, lambda r: r.outcome.value == "healthy"):
+        a, b = count(packed, pred), count(alone, pred)
+        for cell in {(k["loss"], k["learning_rate"]) for k, _ in runs}:
+            p = fisher_exact([[a[cell], 6 - a[cell]], [b[cell], 6 - b[cell]]]).pvalue
+            assert p > 0.05, (cell, a[cell], b[cell])
+    assert count(packed, lambda r: r.outcome.value != "healthy")[("unfused", 0.03)] >= 3  # the grid does show the problem
+    same = sum(p.outcome is a.outcome for p, a in zip(packed, alone))
+    assert same >= 0.8 * len(runs), same
+
+
+def test_what_the_packed_trainer_does_not_handle_takes_the_keras_path_and_says_why():
+    reasons = {}
+    for knobs in ({"grad_clip": "global_norm_1"}, {"regularizer": "dropout"}, {"normalization": "batchnorm"}, {"lr_schedule": "warmup"}):
+        key, why = pack_key(build_plan(knobs, SETUP.registry), knobs, SETUP.registry)
+        assert key is None and why, knobs
+        reasons[next(iter(knobs))] = why
+    assert "global_clipnorm" in reasons["grad_clip"] and "dropout" in reasons["regularizer"]
+    assert "normalization" in reasons["normalization"] and "learning_rate_schedule" in reasons["lr_schedule"]
+
+
+def test_packed_sweep_runs_each_run_once_and_says_which_path(tmp_path):
+    sweep = write_sweep(tmp_path, name="packsweep", epochs=3, extra='grad_clip = ["none", "global_norm_1"]\nlearning_rate = [0.01, 0.05]\n')
+    sweep.write_text(sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    out = tmp_path / "run"
+    r = cli("run", str(sweep), "--out", str(out), "--workers", "2", "--no-report")
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(out / "trials.csv", keep_default_na=False, na_values=[""])
+    assert len(t) == 24 and not t.duplicated(["config_id", "seed"]).any()
+    packed = t[t["grad_clip"] == "none"]
+    assert (packed["path"] == "packed").all() and packed["pack_size"].max() >= 4
+    alone = t[t["grad_clip"] == "global_norm_1"]
+    assert (alone["path"] == "keras").all() and alone["path_note"].str.contains("global_clipnorm").all()

@@ -1,0 +1,77 @@
+"""The outcome rules and the run record (pure, no TensorFlow)."""
+
+import math
+
+from remedysweep.engine.config import OutcomeSpec
+from remedysweep.engine.result import (
+    CURVE_COLUMNS, TRIAL_COLUMNS, RunOutcome, RunResult, Thresholds, classify, oscillations, should_stop,
+)
+
+SPEC = OutcomeSpec(window=3)  # rise at 0.28, at-chance <= 0.19 for 10 classes
+TEN = Thresholds.of(0.1, SPEC)
+
+
+def test_rise_then_collapse_is_collapsed():
+    c = classify([0.5, 0.9, 0.95, 0.4, 0.1, 0.1, 0.1], TEN, SPEC)
+    assert c.outcome is RunOutcome.COLLAPSED and c.outcome.at_chance
+    assert c.peak == 0.95 and c.collapse_epoch == 5
+
+
+def test_never_rising_is_never_learned_not_collapsed():
+    assert classify([0.1, 0.11, 0.1, 0.1, 0.1], TEN, SPEC).outcome is RunOutcome.NEVER_LEARNED
+
+
+def test_rise_inside_the_first_epoch_counts():
+    curve = [0.1, 0.1, 0.1, 0.1]
+    assert classify(curve, TEN, SPEC).outcome is RunOutcome.NEVER_LEARNED
+    c = classify(curve, TEN, SPEC, early_probes=[(0.05, 0.2), (0.2, 0.6), (0.5, 0.1)])
+    assert c.outcome is RunOutcome.COLLAPSED and c.peak_epoch == 0.2 and c.collapse_epoch == 1
+
+
+def test_healthy_degraded_diverged_failed():
+    assert classify([0.5, 0.8, 0.9, 0.92], TEN, SPEC).outcome is RunOutcome.HEALTHY
+    assert classify([0.5, 0.9, 0.6, 0.5], TEN, SPEC).outcome is RunOutcome.DEGRADED
+    assert classify([0.5, 0.9, 0.1], TEN, SPEC, nonfinite_epoch=3).outcome is RunOutcome.DIVERGED
+    assert classify([0.5], TEN, SPEC, error="ValueError: boom").outcome is RunOutcome.FAILED
+    assert classify([], TEN, SPEC).outcome is RunOutcome.FAILED
+    assert [o.value for o in RunOutcome if o.at_chance] == ["collapsed", "never_learned", "diverged"]
+
+
+def test_chance_is_the_majority_rate_for_any_head():
+    """A binary problem with 80% negatives: chance is 0.8, so sitting at 0.8 is at chance."""
+    th = Thresholds.of(0.8, SPEC)
+    assert math.isclose(th.rise, 0.84) and math.isclose(th.at_chance, 0.82)
+    assert classify([0.95, 0.8, 0.8, 0.8], th, SPEC).outcome is RunOutcome.COLLAPSED
+    assert classify([0.8, 0.81, 0.8], th, SPEC).outcome is RunOutcome.NEVER_LEARNED
+
+
+def test_early_stop_rule():
+    assert should_stop([0.9, 0.1, 0.1, 0.1], True, TEN, 3)
+    assert not should_stop([0.9, 0.1, 0.1], True, TEN, 4)
+    assert not should_stop([0.1, 0.1, 0.1], False, TEN, 3)
+
+
+def test_oscillation_count():
+    assert oscillations([0.72, 0.78, 0.63, 0.71, 0.79, 0.69, 0.75, 0.66], 0.04) >= 4
+    assert oscillations([0.5, 0.7, 0.8, 0.85, 0.87, 0.88], 0.04) == 0
+    assert oscillations([0.9, 0.91, 0.89, 0.9, 0.92, 0.9], 0.04) == 0  # noise is not a swing
+
+
+def test_record_round_trips_through_strict_json():
+    import json
+
+    r = RunResult(RunOutcome.DIVERGED, float("nan"), 0.1, 3, 1.5, 0.1, first_nonfinite_epoch=2,
+                  curves={"loss": [1.0, float("inf")]}, early_probes=[(0.5, 0.3)], facts={"keras_fuses": True})
+    text = json.dumps(r.to_record(), allow_nan=False)
+    back = RunResult.from_record(json.loads(text))
+    assert back.outcome is RunOutcome.DIVERGED and back.first_nonfinite_epoch == 2 and back.early_probes == [(0.5, 0.3)]
+    assert math.isnan(back.peak_val_accuracy) and back.curves["loss"] == [1.0, None] and back.facts == {"keras_fuses": True}
+
+
+def test_schema_is_documented_in_the_readme():
+    """The CSV schema is declared once (engine.result) and the README documents every column."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for col in (*TRIAL_COLUMNS, *CURVE_COLUMNS):
+        assert f"`{col.name}`" in readme, col.name
