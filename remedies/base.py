@@ -41,7 +41,12 @@ AS_BUILT = "as_built"
 
 
 class RemedyConflict(ValueError):
-    """Two remedies set the same part of a run."""
+    """Two remedies set the same part of a run; ``remedies`` names them, first
+    setter first."""
+
+    def __init__(self, message: str, remedies: tuple[str, str] = ("", "")):
+        super().__init__(message)
+        self.remedies = remedies
 
 
 # ----------------------------------------------------------------------------
@@ -145,7 +150,7 @@ class _Plan:
         owners: dict[str, str] = self._owners  # type: ignore[attr-defined]
         previous = owners.get(field_name)
         if previous is not None and previous != by:
-            raise RemedyConflict(f"remedies {previous!r} and {by!r} both set {self.section}.{field_name}")
+            raise RemedyConflict(f"remedies {previous!r} and {by!r} both set {self.section}.{field_name}", (previous, by))
         owners[field_name] = by
         object.__setattr__(self, field_name, value)
 

@@ -42,6 +42,7 @@ width = 16
 [training]
 epochs = {epochs}
 early_probes = 2
+{training}
 
 [outcome]
 window = 2
@@ -54,9 +55,11 @@ loss = {losses}
 """
 
 
-def write_sweep(folder: Path, name: str = "tiny", epochs: int = 3, losses: str = '["unfused", "fused_logits"]', extra: str = "") -> Path:
+def write_sweep(folder: Path, name: str = "tiny", epochs: int = 3, losses: str = '["unfused", "fused_logits"]', extra: str = "",
+                training: str = "") -> Path:
+    """A tiny sweep file; ``extra`` lines go under [knobs], ``training`` lines under [training]."""
     path = folder / f"{name}.toml"
-    path.write_text(textwrap.dedent(TINY_SWEEP.format(name=name, epochs=epochs, losses=losses)) + extra)
+    path.write_text(textwrap.dedent(TINY_SWEEP.format(name=name, epochs=epochs, losses=losses, training=training)) + extra)
     return path
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from remedysweep.runner.cli import main
+from remedysweep.cli import main
 
 from conftest import cli
 
@@ -210,7 +210,8 @@ def test_mutated_sweep_files_never_crash(tmp_path_factory, text: str):
                                      hs.dictionaries(hs.sampled_from(["loss", "width", "dataset", "epochs", "kind"]), hs.one_of(hs.integers(), hs.text(max_size=4), hs.lists(hs.integers(0, 3), max_size=2)), max_size=3)),
                            max_size=6))
 def test_generated_sweep_structures_are_validated(raw):
-    from remedysweep.runner.config import SweepError, parse_sweep
+    from remedysweep.engine.config import parse_sweep
+    from remedysweep.errors import SweepError
 
     try:
         parse_sweep(raw, "gen.toml")
@@ -220,7 +221,7 @@ def test_generated_sweep_structures_are_validated(raw):
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_sweep_is_valid_with_three_seeds(path: Path, tmp_path: Path):
-    from remedysweep.runner.config import load_sweep
+    from remedysweep.engine.config import load_sweep
 
     rc, out, err = run_main("run", str(path), "--out", str(tmp_path / "run"), "--dry-run")
     assert rc == 0, err

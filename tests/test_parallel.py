@@ -36,17 +36,19 @@ def assert_exactly_once(out: Path, n_configs: int, seeds: list[int]) -> pd.DataF
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "remedysweep.runner.cli", *args],
+        [sys.executable, "-m", "remedysweep", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
 
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2):
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.2, proc: subprocess.Popen | None = None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before that: {proc.stderr.read()[-2000:]}")
         time.sleep(interval)
     raise AssertionError("timed out waiting")
 
@@ -65,9 +67,8 @@ def running_workers(out: Path, name: str) -> list[int]:
 
 def test_four_local_workers_run_each_run_exactly_once(tmp_path: Path):
     sweep = write_sweep(tmp_path, name="four", epochs=2, losses='["unfused", "keras_default", "fused_logits"]',
-                        extra="") 
-    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]").replace("width = [16]", "width = [8, 16]")
-    sweep.write_text(text)
+                        extra="learning_rate = [0.01, 0.05]\n", training="pack = false")
+    sweep.write_text(sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))
     out = tmp_path / "run"
     r = cli("run", str(sweep), "--out", str(out), "--workers", "4", "--no-report")
     assert r.returncode == 0, r.stderr
@@ -78,17 +79,17 @@ def test_four_local_workers_run_each_run_exactly_once(tmp_path: Path):
 
 
 def test_sigkilled_worker_is_rerun_and_nothing_is_lost_or_doubled(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="killed", epochs=12)
-    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
+    sweep = write_sweep(tmp_path, name="killed", epochs=12, training="pack = false")
+    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
     sweep.write_text(text)
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-report", "--no-progress")
-    victim = wait_for(lambda: running_workers(out, "killed"))[0]
+    victim = wait_for(lambda: running_workers(out, "killed"), proc=proc)[0]
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    t = assert_exactly_once(out, 2, [0, 1, 2])
-    assert len(t) == 6
+    t = assert_exactly_once(out, 4, [0, 1, 2])
+    assert len(t) == 12
     study = journal_study(out, "killed")
     abandoned = [tr for tr in study.trials if tr.state == optuna.trial.TrialState.FAIL and "remedysweep:result" not in tr.user_attrs]
     assert any(tr.system_attrs["remedysweep:worker"]["pid"] == victim for tr in abandoned)
@@ -96,8 +97,8 @@ def test_sigkilled_worker_is_rerun_and_nothing_is_lost_or_doubled(tmp_path: Path
 
 
 def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="crash", epochs=10)
-    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
+    sweep = write_sweep(tmp_path, name="crash", epochs=10, training="pack = false")
+    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
     sweep.write_text(text)
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--no-report", "--no-progress")
@@ -117,13 +118,13 @@ def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path):
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr and "queued again" in r.stderr
-    t = assert_exactly_once(out, 2, [0, 1, 2])
-    assert len(t) == 6 and done_before < 6
+    t = assert_exactly_once(out, 4, [0, 1, 2])
+    assert len(t) == 12 and done_before < 12
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="sigint", epochs=10)
-    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
+    sweep = write_sweep(tmp_path, name="sigint", epochs=10, training="pack = false")
+    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
     sweep.write_text(text)
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
@@ -137,12 +138,12 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path):
     assert (out / "trials.csv").exists() and (out / "report.html").exists()
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
     assert r.returncode == 0, r.stderr
-    assert_exactly_once(out, 2, [0, 1, 2])
+    assert_exactly_once(out, 4, [0, 1, 2])
 
 
 def test_faults_inside_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path):
     sweep = write_sweep(tmp_path, name="faults", epochs=3)
-    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0]").replace("width = [16]", 'width = [16]\nfault = ["none", "raise", "nan_weights", "kill"]')
+    text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0]") + 'fault = ["none", "raise", "nan_weights", "kill"]\n'
     sweep.write_text(f'plugins = ["{PLUGINS / "faults.py"}"]\n' + text)
     out = tmp_path / "run"
     r = cli("run", str(sweep), "--out", str(out), "--workers", "2")
@@ -156,3 +157,28 @@ def test_faults_inside_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path):
     assert not by["none"]["outcome"].isin(["failed", "diverged"]).any()
     html = (out / "report.html").read_text()
     assert "injected fault &lt;in&gt; the model" in html and "<in>" not in html
+
+
+def test_sigterm_and_sighup_stop_the_workers_and_release_their_runs(tmp_path: Path):
+    """SIGTERM to the coordinator alone (as a service manager sends it): the
+    workers stop, their runs go back to the queue, the results so far are
+    exported, exit 143; no worker trains on as an orphan."""
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+        name = f"term{int(sig)}"
+        sweep = write_sweep(tmp_path, name=name, epochs=30, training="pack = false")
+        text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
+        sweep.write_text(text + "learning_rate = [0.01, 0.05]\n")
+        out = tmp_path / f"run_{name}"
+        proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
+        workers = wait_for(lambda: running_workers(out, name))
+        os.kill(proc.pid, sig)  # the coordinator only, not its process group
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == code, stderr
+        assert "Traceback" not in stderr and "resume" in stderr
+        time.sleep(1.0)
+        for pid in workers:
+            alive = os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split(") ", 1)[1][0] != "Z"
+            assert not alive, f"worker {pid} kept running after the coordinator stopped"
+        study = journal_study(out, name)
+        assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), "runs were left RUNNING"
+        assert (out / "trials.csv").exists() and (out / "report.html").exists()

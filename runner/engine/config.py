@@ -732,13 +732,17 @@ def check_conflicts(sweep: Sweep, registry: Registry, limit: int = 20_000) -> No
             if shared:
                 raise SweepError(sweep.source, f"knobs.{b.name}", f"conflicts with knob '{a.name}': both may set {', '.join(shared)}; sweep one of them")
         return
-    for config in sweep.grid():
-        try:
-            build_plan(config, registry)
-        except RemedyConflict as exc:
-            raise SweepError(sweep.source, "knobs", f"conflicting knobs for {config}: {exc}") from None
-        except Exception as exc:  # a plugin hook is user code
-            raise SweepError(sweep.source, "knobs", f"a remedy hook failed for {config}: {type(exc).__name__}: {exc}") from None
+    from remedysweep.files import quiet_stderr
+
+    with quiet_stderr():  # a plugin's hook may import TensorFlow: its start-up notices are not for the user
+        for config in sweep.grid():
+            try:
+                build_plan(config, registry)
+            except RemedyConflict as exc:
+                raise SweepError(sweep.source, f"knobs.{exc.remedies[1]}", f"conflicts with knob '{exc.remedies[0]}' at {config}: {exc}; "
+                                 "sweep one of them, or fix the other to a value that sets nothing") from None
+            except Exception as exc:  # a plugin hook is user code
+                raise SweepError(sweep.source, "knobs", f"a remedy hook failed for {config}: {type(exc).__name__}: {exc}") from None
 
 
 def make_sweep(name: str, *, model: ModelSpec, data: DataSpec, knobs: Mapping[str, tuple[Any, ...]] = {},

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from remedysweep.errors import SweepError
-from remedysweep.files import available_memory
+from remedysweep.files import available_memory, quiet_stderr
 
 from .config import DataSpec, ModelSpec, Sweep
 from .data import BUILTIN, Dataset, input_arrays, map_inputs, n_samples
@@ -49,14 +49,16 @@ def load_callable(spec: str, file: str, key: str) -> Callable[..., Any]:
                 module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
                 sys.modules[mod_name] = module
                 try:
-                    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+                    with quiet_stderr():
+                        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
                 except BaseException:
                     sys.modules.pop(mod_name, None)
                     raise
         else:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
                 sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(target)
+            with quiet_stderr():
+                module = importlib.import_module(target)
     except SweepError:
         raise
     except BaseException as exc:  # user code: SystemExit included

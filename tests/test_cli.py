@@ -1,0 +1,112 @@
+"""The command line end to end on a tiny sweep: real training, a real journal
+storage, the run folder, resume and refusal of a different sweep; a user's own
+model and data files in a sweep file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from conftest import HERE, cli, write_sweep
+
+REQUIRED = ["seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "chance", "epochs_run", "train_seconds", "path", "symptoms"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("e2e")
+    sweep = write_sweep(folder)
+    out = folder / "run"
+    r = cli("run", str(sweep), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "4/4 runs" in r.stdout
+    return out
+
+
+def test_run_folder_contents(finished_run: Path):
+    for name in ("study.journal", "trials.csv", "curves.csv", "early_probes.csv", "report.html", "findings.json", "sweep.json", "run.json"):
+        assert (finished_run / name).is_file(), name
+    t = pd.read_csv(finished_run / "trials.csv")
+    assert list(t.columns[2:3]) == ["loss"] and all(c in t for c in REQUIRED)
+    assert len(t) == 4 and sorted(t["seed"]) == [0, 0, 1, 1] and set(t["loss"]) == {"unfused", "fused_logits"}
+    assert (t["epochs_run"] == 3).all() and (t["train_seconds"] > 0).all() and (t["chance"] == 0.25).all()
+    c = pd.read_csv(finished_run / "curves.csv")
+    assert len(c) == 12 and {"logit_abs_mean", "logit_spread", "dead_fraction", "grad_norm", "weight_norm", "probe_fused_ce"} <= set(c.columns)
+
+
+def test_study_is_a_standard_optuna_study(finished_run: Path):
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(JournalFileBackend(str(finished_run / "study.journal"))))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4 and {t.params["loss"] for t in done} == {"unfused", "fused_logits"}
+    assert all("remedysweep:result" in t.user_attrs for t in done)
+
+
+def test_report_regenerates_and_loads_nothing(finished_run: Path):
+    (finished_run / "report.html").unlink()
+    r = cli("report", str(finished_run))
+    assert r.returncode == 0, r.stderr
+    html = (finished_run / "report.html").read_text()
+    assert "Loss formulation" in html and "fused_logits" in html and "<svg" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "the report must not load anything"
+
+
+def test_rerun_resumes_without_running_anything_again(finished_run: Path):
+    r = cli("run", str(finished_run.parent / "tiny.toml"), "--out", str(finished_run), "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "4/4 runs" in r.stdout
+    assert len(pd.read_csv(finished_run / "trials.csv")) == 4
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(finished_run: Path, tmp_path: Path):
+    other = write_sweep(tmp_path, epochs=4)
+    before = {p.name: p.stat().st_mtime for p in finished_run.iterdir()}
+    r = cli("run", str(other), "--out", str(finished_run))
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert "training.epochs: 3 -> 4" in r.stderr and "seeds" not in r.stderr and "knobs" not in r.stderr  # only what changed
+    assert {p.name: p.stat().st_mtime for p in finished_run.iterdir()} == before
+
+
+def test_two_sweeps_never_share_a_study_by_accident(tmp_path: Path):
+    db = tmp_path / "shared.db"
+    (tmp_path / "a").mkdir()
+    r = cli("run", str(write_sweep(tmp_path / "a", name="same", epochs=2)), "--out", str(tmp_path / "ra"), "--storage", f"sqlite:///{db}", "--no-report")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "b").mkdir()
+    r = cli("run", str(write_sweep(tmp_path / "b", name="same", epochs=3)), "--out", str(tmp_path / "rb"), "--storage", f"sqlite:///{db}", "--no-report")
+    assert r.returncode == 2 and "already has a study 'same'" in r.stderr
+    assert not (tmp_path / "rb").exists()
+
+
+def test_remedies_lists_every_builtin():
+    r = cli("remedies")
+    assert r.returncode == 0 and not r.stderr.strip()
+    for name in ("loss", "learning_rate", "optimizer", "activation", "normalization", "regularizer", "width", "grad_clip",
+                 "lr_schedule", "label_smoothing", "initializer", "batch_size", "input_scaling"):
+        assert any(line.startswith(name + " ") for line in r.stdout.splitlines()), name
+    assert "built-in" in r.stdout
+
+
+def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
+    """The README's example: the user's model file and data file, the loss
+    formulation and learning rate swept over their model."""
+    example = HERE.parent / "sweeps" / "my_model.toml"
+    for name in ("my_model.toml", "my_models.py", "my_data.py"):
+        shutil.copy(HERE.parent / "sweeps" / name, tmp_path / name)
+    text = (tmp_path / "my_model.toml").read_text()
+    text = re.sub(r"seeds = \[[^\]]*\]", "seeds = [0, 1]", text)
+    text = re.sub(r"epochs = \d+", "epochs = 3", text)
+    (tmp_path / "my_model.toml").write_text(text)
+    assert example.exists()
+    out = tmp_path / "run"
+    r = cli("run", str(tmp_path / "my_model.toml"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(out / "trials.csv", keep_default_na=False, na_values=[""])
+    assert set(t["loss"]) == {"unfused", "fused_logits"} and (t["outcome"] != "failed").all(), t["message"].tolist()
+    assert (t["path"] == "packed").all()  # the user's MLP is a Dense chain: packed like the built-in one
