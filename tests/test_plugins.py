@@ -22,8 +22,7 @@ def test_example_plugin_is_listed_with_its_package():
 
 
 def test_example_plugin_sweeps_and_shows_in_results_and_report(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="focal", losses='["keras_default"]')
-    sweep.write_text(sweep.read_text().replace("width = [16]", 'width = [16]\nfocal_loss = ["off", "gamma_2"]'))
+    sweep = write_sweep(tmp_path, name="focal", losses='["as_built"]', extra='focal_loss = ["off", "gamma_2"]\n')
     out = tmp_path / "run"
     r = cli("run", str(sweep), "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -57,12 +56,11 @@ def test_broken_plugins_are_named_and_the_rest_still_list(broken_env):
     assert any("'loss'" in e and "already registered" in e for e in errors)
     names = [l.split()[0] for l in r.stdout.splitlines()[1:]]
     assert "loss" in names and "focal_loss" in names and "width" in names
-    assert "Softmax + cross-entropy" in r.stdout  # the built-in loss kept its place
+    assert "Softmax/sigmoid + cross-entropy" in r.stdout  # the built-in loss kept its place
 
 
 def test_a_sweep_needing_a_broken_plugin_refuses_to_start(broken_env, tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="needs_broken")
-    sweep.write_text(sweep.read_text().replace("width = [16]", 'width = [16]\nbroken_import = ["x"]'))
+    sweep = write_sweep(tmp_path, name="needs_broken", extra='broken_import = ["x"]\n')
     r = cli("run", str(sweep), "--out", str(tmp_path / "run"), env=broken_env)
     assert r.returncode == 2 and "knobs.broken_import" in r.stderr and "remedysweep-broken" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
@@ -86,4 +84,4 @@ def test_malformed_local_plugin_is_reported(tmp_path: Path):
 
 def test_conflicting_plugins_are_refused_before_training(tmp_path: Path):
     r = cli("run", str(HERE / "bad_sweeps" / "conflicting_knobs.toml"), "--out", str(tmp_path / "run"))
-    assert r.returncode == 2 and "both set compile.optimizer" in r.stderr
+    assert r.returncode == 2 and "both set compile.optimizer" in r.stderr and "knobs.my_optimizer" in r.stderr

@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 
 
 def test_wilson_interval_known_values():
+    """SciPy's Wilson interval."""
     lo, hi = an.wilson(0, 9)
     assert lo == 0.0 and hi == pytest.approx(0.2991, abs=1e-3)
     lo, hi = an.wilson(9, 9)
@@ -37,7 +38,7 @@ def fake_run(tmp_path: Path) -> an.RunData:
             for seed in (0, 1, 2):
                 bad = loss == "unfused" and lr == 0.05
                 outcome = ("collapsed" if seed < 2 else "never_learned") if bad else "healthy"
-                rows.append({"trial_number": n, "config_id": f"{loss}-{lr}", "loss": loss, "learning_rate": lr, "seed": seed,
+                rows.append({"trial_number": n, "config_id": f"{loss}-{lr}", "loss": loss, "learning_rate": lr, "seed": seed, "chance": 0.1,
                              "outcome": outcome, "final_val_accuracy": 0.1 if bad else 0.9 + seed / 100,
                              "peak_val_accuracy": 0.9, "collapse_epoch": 3 if outcome == "collapsed" else None,
                              "epochs_run": 5, "train_seconds": 1.0, "keras_fuses": None, "message": None,
@@ -72,7 +73,12 @@ def test_ranking_smallest_fix_and_headline(tmp_path: Path):
     fix = an.smallest_fix(run)
     assert fix["baseline"]["at_chance"] == 3
     assert len(fix["changes"]) == 1
-    assert an.headline(run).startswith("loss = unfused: 3/6") or an.headline(run).startswith("learning_rate = 0.05: 3/6")
+    from remedysweep.reports.findings import compute
+
+    found = compute(run)
+    (region,) = found["regions"]
+    assert region["description"] == "loss = unfused and learning_rate = 0.05" and region["inside"]["at_chance"] == 3
+    assert {(m["knob"], m["to"]) for m in region["removals"]} == {("loss", "fused_logits"), ("learning_rate", 0.001)}
 
 
 def test_aligned_curves_and_diagnostics(tmp_path: Path):
@@ -99,9 +105,8 @@ def test_importance_ranks_the_knob_that_matters(tmp_path: Path):
 def evil_run(tmp_path_factory) -> Path:
     """A real sweep with a plugin whose description, value and error message are HTML."""
     folder = tmp_path_factory.mktemp("evil")
-    sweep = write_sweep(folder, name="evil_sweep", epochs=4)
-    text = sweep.read_text().replace("width = [16]", 'width = [16]\nevil = ["plain", "<b>bold</b>"]\nlearning_rate = [0.01]')
-    sweep.write_text(f'plugins = ["{HERE / "plugins" / "evil.py"}"]\n' + text)
+    sweep = write_sweep(folder, name="evil_sweep", epochs=4, extra='evil = ["plain", "<b>bold</b>"]\nlearning_rate = [0.01]\n')
+    sweep.write_text(f'plugins = ["{HERE / "plugins" / "evil.py"}"]\n' + sweep.read_text())
     out = folder / "run"
     r = cli("run", str(sweep), "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -187,5 +192,10 @@ def test_compare_two_run_folders(tmp_path: Path, evil_run: Path):
     assert r.returncode == 0, r.stderr
     html = out.read_text()
     assert "evil_sweep (run) vs evil_sweep (other)" in html and "<svg" in html
+    # compare never overwrites what it did not write, and writes into run A by default
+    r = cli("compare", str(evil_run), str(other), "--out", str(other / "trials.csv"))
+    assert r.returncode == 2 and "not a report remedysweep wrote" in r.stderr and (other / "trials.csv").read_text().startswith("trial_number")
+    r = cli("compare", str(evil_run), str(other), cwd=tmp_path)
+    assert r.returncode == 0 and (evil_run / "compare-other.html").exists() and not (tmp_path / "compare.html").exists()
     n = len(t) // 2  # runs per loss value
     assert an.fmt_rate(n, n) in html  # every run of the second folder at chance

@@ -384,8 +384,8 @@ def load_sweep(path: str | Path, registry: Registry | None = None, extra_plugins
         raise SweepError(file, None, "is a folder, not a sweep file") from None
     except OSError as exc:
         raise SweepError(file, None, f"cannot be read: {exc.strerror or exc}") from None
-    if len(data) > 1 << 20:
-        raise SweepError(file, None, f"is {len(data) >> 10} KiB; a sweep file is at most 1 MiB")
+    if len(data) > 16 << 20:
+        raise SweepError(file, None, f"is {len(data) >> 20} MiB; a sweep file is at most 16 MiB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -474,7 +474,8 @@ def _parse_data(file: str, raw: Mapping[str, Any], base_dir: Path, model: ModelS
     if data.dataset == "blobs":
         if data.n_samples * data.validation_fraction < data.n_classes:
             raise SweepError(file, "data.n_samples", f"too few samples ({data.n_samples}) for {data.n_classes} classes with a validation split")
-        _check_memory(file, "data.n_samples", data.n_samples * data.n_features * 4, f"{data.n_samples} samples x {data.n_features} features")
+        _check_memory(file, "data.n_features" if data.n_features > data.n_samples else "data.n_samples",
+                      data.n_samples * data.n_features * 4, f"{data.n_samples} samples x {data.n_features} features")
     if data.dataset == "easy_words":
         _check_memory(file, "data.samples_per_class", data.samples_per_class * data.n_classes * 12, f"{data.n_classes} x {data.samples_per_class} samples")
     if model.kind:
