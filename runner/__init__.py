@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.2.0"
+from .version import __version__
 
 __all__ = ["__version__", "diagnose", "load_results", "load_sweep", "run_sweep", "write_report"]
 

@@ -391,7 +391,7 @@ class Doctor:
         search: one knob per remedy tried, ``as_built`` where it is not changed."""
         if self.out is None:
             return None
-        from remedysweep import __version__
+        from remedysweep.version import __version__
 
         from .engine.queue import RunQueue, StorageSpec
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from remedysweep import __version__
+from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError
 from remedysweep.files import FileLock, LockHeld, atomic_write
 

@@ -20,7 +20,7 @@ def fail(message: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from remedysweep import __version__
+    from remedysweep.version import __version__
 
     p = argparse.ArgumentParser(prog="remedysweep", description="Reproduce classifier training collapse and find, over seeds, which remedies avoid it.")
     p.add_argument("--version", action="version", version=f"remedysweep {__version__}")

@@ -14,7 +14,7 @@ NAME = "doctor"
 def add_parser(sub: Any) -> None:
     d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
     d.add_argument("--model", required=True, help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
-    d.add_argument("--data", required=True, help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)), or an .npz with those four arrays")
+    d.add_argument("--data", required=True, help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
     d.add_argument("--epochs", type=int, default=10)
     d.add_argument("--seeds", type=int, default=3)
     d.add_argument("--budget", type=int, default=30, help="most runs of the targeted search (default 30)")

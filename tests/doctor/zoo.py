@@ -207,3 +207,11 @@ def collapsing():
                               keras.layers.Dense(512, activation="leaky_relu"), keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.015), loss=clipped_log_loss)
     return model
+
+
+def digits_onehot_full():
+    """All 1797 digits, one-hot labels: enough steps for the collapse to show."""
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split((x / 16.0).astype("float32"), y, test_size=0.25, random_state=0, stratify=y)
+    eye = np.eye(10, dtype="float32")
+    return (x_tr, eye[y_tr]), (x_va, eye[y_va])

@@ -1,0 +1,109 @@
+"""``remedysweep doctor`` on models written the way people write them: healthy
+controls are left alone; each classic training problem gets its symptom and a
+fix verified over seeds (real training, real models from tests/doctor/zoo.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from conftest import cli
+from remedysweep.doctor import diagnose_sources, write_doctor_report
+from remedysweep.errors import SweepError
+
+ZOO = Path(zoo.__file__)
+
+
+def doctor(model: str, data: str, epochs: int = 8, seeds: int = 2, budget: int = 12, **kw):
+    return diagnose_sources(f"{ZOO}:{model}", f"{ZOO}:{data}", epochs=epochs, seeds=seeds, budget=budget, **kw)
+
+
+@pytest.mark.parametrize("model, data", [
+    ("binary_sigmoid", "digits_binary"),
+    ("softmax_sparse", "digits_int"),
+    ("softmax_onehot", "digits_onehot"),
+    ("softmax_layer", "digits_int"),
+    ("two_inputs", "digits_two_inputs"),
+    ("two_inputs", "digits_dict_inputs"),
+    ("residual", "digits_int"),
+    ("cnn", "digits_images"),
+])
+def test_healthy_controls_are_left_alone(model, data):
+    v = doctor(model, data)
+    assert v["baseline"]["at_chance"] == 0 and v["recommendation"] is None and v["tried"] == []
+    assert "no change needed" in v["conclusion"]
+
+
+@pytest.mark.parametrize("model, data, symptom, fixes", [
+    ("softmax_twice", "digits_int", "softmax_twice", {"loss=fused_logits"}),
+    ("relu_output", "blobs3", "improper_output_activation", {"loss=fused_logits"}),
+    ("dying_relu", "digits_int", "dead_units", {"initializer=he_normal", "activation=leaky_relu"}),
+    ("raw_pixels_cnn", "digits_raw_images", "unscaled_inputs", {"input_scaling=standardize"}),
+    ("oscillating", "noisy_blobs", "oscillation", None),
+    ("deep_sigmoid", "digits_int", "vanishing_gradients", None),
+])
+def test_each_classic_problem_gets_its_symptom_and_a_verified_fix(model, data, symptom, fixes):
+    v = doctor(model, data, epochs=12 if model == "deep_sigmoid" else 8)
+    assert symptom in v["symptom_names"], v["symptom_names"]
+    rec = v["recommendation"]
+    assert rec is not None, v["conclusion"]
+    ev, base = rec["evidence"], v["baseline"]
+    assert ev["at_chance"] == 0 and ev["failed"] == 0
+    assert ev["at_chance"] < base["at_chance"] or ev["median_final_accuracy"] > base["median_final_accuracy"] + 0.02 \
+        or ev["oscillating"] < base["oscillating"]
+    if fixes is not None:
+        assert set(rec["changes"]) <= fixes | {c for c in rec["changes"] if "+" in c}, rec["changes"]
+        assert set(rec["changes"]) & fixes, rec["changes"]
+    assert rec["code"] and all(isinstance(c, str) and c for c in rec["code"])
+    assert "->" in v["conclusion"]  # accuracy before and after, not only seeds at chance
+
+
+def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
+    v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=6, out=tmp_path)
+    assert v["baseline"]["at_chance"] >= 1 and {"handwritten_loss", "collapsed"} <= set(v["symptom_names"])
+    assert v["recommendation"]["changes"] == ["loss=fused_logits"]
+    assert any("from_logits=True" in c and "CategoricalCrossentropy(" in c for c in v["recommendation"]["code"])
+    html = write_doctor_report(v, tmp_path).read_text()
+    assert "loss=fused_logits" in html and "<svg" in html
+    assert (tmp_path / "trials.csv").exists() and (tmp_path / "doctor.json").exists()
+    r = cli("report", str(tmp_path))  # the search's runs are a run folder like any other
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_cli_prints_json_and_never_fails_on_a_healthy_binary_model(tmp_path: Path):
+    r = cli("doctor", "--model", f"{ZOO}:binary_sigmoid", "--data", f"{ZOO}:digits_binary", "--epochs", "4", "--seeds", "2",
+            "--out", str(tmp_path / "doc"), "--json")
+    assert r.returncode == 0, r.stderr
+    verdict = json.loads(r.stdout)
+    assert verdict["baseline_outcome"] == "healthy" and verdict["recommendation"] is None
+    assert (tmp_path / "doc" / "doctor.html").exists()
+
+
+def test_bad_doctor_input_is_one_line(tmp_path: Path):
+    with pytest.raises(SweepError, match="has no function 'nope'"):
+        doctor("nope", "digits_int")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import numpy as np\n"
+                   "def mismatched():\n    return (np.zeros((10, 4)), np.zeros(9)), (np.zeros((5, 4)), np.zeros(5))\n"
+                   "def raises():\n    raise RuntimeError('no data today')\n"
+                   "def labels():\n    return (np.zeros((10, 64), 'float32'), np.arange(10) * 3), (np.zeros((5, 64), 'float32'), np.arange(5))\n")
+    for data, needle in (("mismatched", "x_train has [10] rows but y_train has 9"), ("raises", "no data today"),
+                         ("labels", "output units")):
+        r = cli("doctor", "--model", f"{ZOO}:softmax_sparse", "--data", f"{bad}:{data}", "--out", str(tmp_path / data))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+        assert not (tmp_path / data).exists()
+
+
+def test_saved_keras_model_and_npz_data(tmp_path: Path):
+    from remedysweep.engine.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    zoo.softmax_sparse().save(tmp_path / "model.keras")
+    (x_tr, y_tr), (x_va, y_va) = zoo.digits_int()
+    np.savez(tmp_path / "data.npz", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va)
+    v = diagnose_sources(str(tmp_path / "model.keras"), str(tmp_path / "data.npz"), epochs=4, seeds=2)
+    assert v["baseline"]["at_chance"] == 0 and v["recommendation"] is None
