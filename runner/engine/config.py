@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping
 
 from remedysweep.errors import SweepError
 from remedysweep.files import file_digest
-from remedysweep.remedies import AS_BUILT, Categorical, FloatRange, IntRange, Registry, RemedyConflict, TrialPlan, discover
+from remedysweep.remedies import AS_BUILT, Categorical, FloatRange, IntRange, Registry, RemedyConflict, TrialPlan, discover, same_value
 
 DATASETS = ("digits", "easy_words", "blobs")
 MODELS = ("mlp", "embedding")
@@ -419,13 +419,17 @@ def _callable_spec(file: str, key: str, value: str, base_dir: Path) -> str:
     return value
 
 
+def _one_source(file: str, section: str, spec: Any, keys: tuple[str, str, str], default: str) -> Any:
+    """A model or data section names exactly one source; none is the built-in default."""
+    given = [k for k in keys if getattr(spec, k)]
+    if len(given) > 1:
+        raise SweepError(file, section, f"give one of {keys[0]}, {keys[1]} or {keys[2]}, not {' and '.join(given)}")
+    return spec if given else replace(spec, **{keys[0]: default})
+
+
 def _parse_model(file: str, raw: Mapping[str, Any], base_dir: Path) -> ModelSpec:
     model, given = _section(file, raw, "model")
-    sources = [k for k in ("kind", "builder", "path") if getattr(model, k)]
-    if len(sources) > 1:
-        raise SweepError(file, "model", f"give one of kind, builder or path, not {' and '.join(sources)}")
-    if not sources:
-        model = replace(model, kind="mlp")
+    model = _one_source(file, "model", model, ("kind", "builder", "path"), "mlp")
     if model.kind and model.kind not in MODELS:
         raise SweepError(file, "model.kind", f"unknown model {model.kind!r}{did_you_mean(model.kind, MODELS)}; allowed: {', '.join(MODELS)} (or builder = \"FILE.py:FUNCTION\", path = \"model.keras\")")
     if not model.kind:
@@ -448,12 +452,8 @@ def _parse_model(file: str, raw: Mapping[str, Any], base_dir: Path) -> ModelSpec
 
 
 def _parse_data(file: str, raw: Mapping[str, Any], base_dir: Path, model: ModelSpec) -> DataSpec:
-    data, given = _section(file, raw, "data")
-    sources = [k for k in ("dataset", "path", "loader") if getattr(data, k)]
-    if len(sources) > 1:
-        raise SweepError(file, "data", f"give one of dataset, path or loader, not {' and '.join(sources)}")
-    if not sources:
-        data = replace(data, dataset="digits")
+    data, _ = _section(file, raw, "data")
+    data = _one_source(file, "data", data, ("dataset", "path", "loader"), "digits")
     if data.dataset and data.dataset not in DATASETS:
         raise SweepError(file, "data.dataset", f"unknown dataset {data.dataset!r}{did_you_mean(data.dataset, DATASETS)}; allowed: {', '.join(DATASETS)} (or path = \"data.npz\", loader = \"FILE.py:FUNCTION\")")
     if data.loader:
@@ -683,14 +683,6 @@ def _parse_range(file: str, key: str, spec: Mapping[str, Any], remedy: Any, samp
     return KnobSpec(name=remedy.name, low=low, high=high, log=log, integer=integer)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return float(a) == float(b)
-    return type(a) is type(b) and a == b
-
-
 def _parse_baseline(file: str, raw: Mapping[str, Any], registry: Registry, knobs: tuple[KnobSpec, ...]) -> dict[str, Any]:
     """The configuration the user starts from: [baseline] entries, else
     ``as_built`` if listed, else the remedy's own baseline if swept, else the
@@ -710,7 +702,7 @@ def _parse_baseline(file: str, raw: Mapping[str, Any], registry: Registry, knobs
             if knob.is_range:
                 if remedy.check_value(value) or not (knob.low <= value <= knob.high):
                     raise SweepError(file, f"baseline.{knob.name}", f"must lie in [{knob.low}, {knob.high}], got {value!r}")
-            elif not any(_same(value, v) for v in knob.values):
+            elif not any(same_value(value, v) for v in knob.values):
                 raise SweepError(file, f"baseline.{knob.name}", f"must be one of the swept values {list(knob.values)}, got {value!r}")
             baseline[knob.name] = float(value) if isinstance(remedy.space, FloatRange) and value != AS_BUILT else value
         elif knob.is_range:
@@ -718,7 +710,7 @@ def _parse_baseline(file: str, raw: Mapping[str, Any], registry: Registry, knobs
         elif AS_BUILT in knob.values:
             baseline[knob.name] = AS_BUILT
         else:
-            baseline[knob.name] = remedy.baseline if any(_same(remedy.baseline, v) for v in knob.values) else knob.values[0]
+            baseline[knob.name] = remedy.baseline if any(same_value(remedy.baseline, v) for v in knob.values) else knob.values[0]
     return baseline
 
 

@@ -210,19 +210,23 @@ class PackedTrainer:
         self.single_group = len(self.loss_groups) == 1
         self.x_train = tf.constant(self.data.x_train)
         self.y_train = tf.constant(np.stack([r.y_train for r in runs]))
-        self.x_val = tf.constant(self.data.x_val)
-        self.y_val = tf.constant(np.stack([r.y_val for r in runs]))
         idx = self.data.probe_indices(sweep.training.probe_size)
+        rest = np.setdiff1d(np.arange(len(self.data.y_val)), idx)
         self.x_probe = tf.constant(self.data.x_val[idx])
         self.y_probe = tf.constant(np.stack([r.y_val[idx] for r in runs]))
         self.y_probe_true = tf.constant(self.data.y_val[idx])
+        # the validation rows outside the probe batch: the epoch's end computes the
+        # probe rows once, for both the validation metrics and the diagnostics
+        self.x_rest = tf.constant(self.data.x_val[rest]) if len(rest) else None
+        self.y_rest = tf.constant(np.stack([r.y_val[rest] for r in runs])) if len(rest) else None
+        self.y_rest_true = tf.constant(self.data.y_val[rest]) if len(rest) else None
+        self.n_probe, self.n_rest = len(idx), len(rest)
         self.onehot_probe = tf.constant(np.broadcast_to(self.data.targets(self.data.y_val[idx], "binary" if self.binary else "one_hot"),
                                                         (S, len(idx), 1 if self.binary else self.data.n_classes)).copy())
-        self.y_val_true = tf.constant(self.data.y_val)
         self.metrics = self.runs[0].probe_metrics
         self._train_range = tf.function(self._train_range_py)
         self._apply = tf.function(self._apply_py, jit_compile=JIT_OPTIMIZER)
-        self._epoch_end = tf.function(lambda: (self._evaluate_py(), self._diagnose_py()))
+        self._epoch_end = tf.function(self._epoch_end_py)
 
     # -- pieces of the graph ---------------------------------------------------
 
@@ -340,32 +344,34 @@ class PackedTrainer:
         self.optimizer.apply(grads, self.variables)
         self._constrain()
 
-    def _evaluate_py(self) -> tuple[Any, Any]:
-        import tensorflow as tf
-
-        logits, _ = self._forward(self.x_val[None])
-        loss = self._per_slice_loss(self.y_val, logits) + self._penalty()
-        acc = tf.reduce_mean(tf.cast(tf.equal(self._predictions(logits), self.y_val_true[None]), tf.float32), axis=1)
-        return loss, acc
-
     def _probe_accuracy(self) -> Any:
         import tensorflow as tf
 
         logits, _ = self._forward(self.x_probe[None])
         return tf.reduce_mean(tf.cast(tf.equal(self._predictions(logits), self.y_probe_true[None]), tf.float32), axis=1)
 
-    def _diagnose_py(self) -> dict[str, Any]:
+    def _epoch_end_py(self) -> tuple[tuple[Any, Any], dict[str, Any]]:
+        """Validation loss and accuracy, and the diagnostics on the probe batch
+        (a fixed part of the validation set, computed once for both)."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             logits, pre = self._forward(self.x_probe[None])
-            total = tf.reduce_sum(self._per_slice_loss(self.y_probe, logits))
+            probe_loss = self._per_slice_loss(self.y_probe, logits)
+            total = tf.reduce_sum(probe_loss)
         grads = tape.gradient(total, self.variables)
         kernel_grads = grads[0::2]
         d = diagnostics(logits, self.onehot_probe, pre, grads, kernel_grads, (kernel_grads[0], kernel_grads[-1]),
                         self.variables, self.binary, self.metrics)
         d["weights_finite"] = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v), axis=list(range(1, len(v.shape)))) for v in self.variables]), axis=0)
-        return d
+        correct = tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), self.y_probe_true[None]), tf.float32), axis=1)
+        loss_sum = probe_loss * self.n_probe
+        if self.x_rest is not None:
+            rest_logits, _ = self._forward(self.x_rest[None])
+            loss_sum += self._per_slice_loss(self.y_rest, rest_logits) * self.n_rest
+            correct += tf.reduce_sum(tf.cast(tf.equal(self._predictions(rest_logits), self.y_rest_true[None]), tf.float32), axis=1)
+        n = self.n_probe + self.n_rest
+        return (loss_sum / n + self._penalty(), correct / n), d
 
     # -- the loop --------------------------------------------------------------
 
