@@ -184,7 +184,7 @@ class Doctor:
                                    "n_classes": data.n_classes, "epochs": self.epochs, "seeds": self.seeds, "budget": self.budget,
                                    "chance": data.chance}
         self.echo(f"model: {info.n_params} parameters, {info.output_units} output unit(s) ending in {info.output_activation}, "
-                  f"loss {info.loss}, {info.optimizer} at learning rate {info.learning_rate if info.learning_rate is not None else '?'}; "
+                  f"loss {info.loss}, {info.optimizer} at learning rate {f'{info.learning_rate:.3g}' if info.learning_rate is not None else '?'}; "
                   f"{data.n_train} training samples, {data.n_classes} classes, chance {data.chance:.2f}")
         static = model_symptoms(info)
 
