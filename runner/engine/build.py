@@ -150,6 +150,8 @@ def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: boo
         if cache is not None:
             cache[key] = (base, rewritten)
     model = rewritten.model
+    if rewritten.logits is None and rewritten.model is base:  # not rewritable: the head as the base model shows it
+        rewritten.binary, rewritten.probabilities = info.output_units == 1, info.output_probabilities
     transformed = False
     for name, value in knobs.items():
         remedy = registry[name]

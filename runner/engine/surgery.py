@@ -164,6 +164,7 @@ class ModelInfo:
     n_params: int
     sequential: bool
     n_inputs: int
+    output_probabilities: bool = False
 
     @property
     def output_activation(self) -> str:
@@ -259,6 +260,15 @@ def describe_model(model: Any, data: Any = None) -> ModelInfo:
     else:
         units = int(outputs[0].shape[-1]) if outputs else 0
         acts, head, widths, convolutional, hidden = [], [], [], False, []
+        if not outputs and data is not None:  # a subclassed model: ask it
+            from .data import map_inputs
+
+            y = keras.ops.convert_to_numpy(model(map_inputs(data.x_train, lambda a: a[:8])))
+            if y.ndim != 2:
+                raise ValueError(f"the model's output has shape {tuple(y.shape)}; a classifier outputs (batch, classes)")
+            units = int(y.shape[-1])
+            probs = bool((y >= 0).all() and (y <= 1).all() and (units == 1 or abs(y.sum(-1) - 1).max() < 1e-3))
+            head = ["sigmoid" if units == 1 else "softmax"] if probs else []
     return ModelInfo(
         rewritable=functional is not None,
         output_units=units,
@@ -276,6 +286,7 @@ def describe_model(model: Any, data: Any = None) -> ModelInfo:
         n_params=int(model.count_params()) if model.built else 0,
         sequential=isinstance(model, keras.Sequential),
         n_inputs=len(getattr(functional, "inputs", []) or []) if functional is not None else 0,
+        output_probabilities=bool(head) and head[-1] in ("softmax", "sigmoid"),
     )
 
 
@@ -493,6 +504,13 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
     except NotApplicable:
         raise
     except Exception as exc:
+        if not wanted:  # a layer that cannot be cloned: train the model as it is, without layer diagnostics
+            try:
+                head = structure(functional).head_activations
+            except Exception:
+                head = []
+            return Rewritten(model, probabilities=bool(head) and head[-1] in ("softmax", "sigmoid"),
+                             binary=int(functional.outputs[0].shape[-1]) == 1)
         raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     c = rewriter.counts
     needs_hidden = [k for k in ("width", "normalization", "kernel_regularizer", "kernel_constraint") if k in wanted]

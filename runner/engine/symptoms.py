@@ -28,8 +28,8 @@ SYMPTOMS: dict[str, str] = {
     "softmax_twice": "softmax (or sigmoid) is applied twice at the output",
     "softmax_missing": "the model outputs logits but its loss expects probabilities (from_logits=False)",
     "probabilities_from_logits": "the model outputs probabilities but its loss is told from_logits=True",
-    "improper_output_activation": "the output activation is neither softmax, sigmoid nor linear",
-    "handwritten_loss": "a hand-written loss on probabilities: Keras cannot fuse it into the stable form",
+    "improper_output_activation": "the output activation is neither softmax, sigmoid nor linear (or a softmax over one unit)",
+    "handwritten_loss": "a loss on probabilities that Keras cannot fuse into the stable form (hand-written, or not a cross-entropy)",
     "cannot_learn_easy_data": "the same model cannot learn easy data (one input pattern per class)",
 }
 
@@ -75,8 +75,8 @@ def model_symptoms(info: Any) -> list[str]:
     if len(probs) >= 2:
         out.append("softmax_twice")
     final = head[-1] if head else "linear"
-    if final not in ("softmax", "sigmoid", "linear"):
-        out.append("improper_output_activation")
+    if final not in ("softmax", "sigmoid", "linear") or (final == "softmax" and info.output_units == 1):
+        out.append("improper_output_activation")  # a softmax over one unit is always 1
     if info.keras_cross_entropy and not info.from_logits and final == "linear":
         out.append("softmax_missing")
     if info.keras_cross_entropy and info.from_logits and final in ("softmax", "sigmoid"):
