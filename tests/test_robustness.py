@@ -16,7 +16,7 @@ import pytest
 from conftest import cli, write_sweep
 
 
-def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -46,7 +46,7 @@ def test_power_loss_torn_journal_resumes_and_damage_is_one_line(tmp_path: Path):
         journal.write_bytes(b"\n".join(lines[:5]) + b"\n" + damage + b"\n".join(lines[5:]))
         before = journal.read_bytes()
         r = cli("run", str(sweep), "--out", str(out), "--no-report")
-        one_line_error(r, "study.journal", "line 6", "damaged", "trials.csv")
+        assert_one_line_error(r, "study.journal", "line 6", "damaged", "trials.csv")
         assert journal.read_bytes() == before  # nothing appended
         assert cli("report", str(out)).returncode == 0  # the finished runs stay readable
         journal.write_bytes(b"\n".join(lines) )
@@ -114,25 +114,25 @@ def test_a_huge_grid_is_refused_without_being_built(tmp_path: Path, extra: str, 
     sweep = write_sweep(tmp_path, extra=extra)
     t = time.monotonic()
     r = cli("run", str(sweep), "--out", str(tmp_path / "run"), "--dry-run")
-    one_line_error(r, f"key '{key}'", "313600000000 runs", "limits.max_runs")
+    assert_one_line_error(r, f"key '{key}'", "313600000000 runs", "limits.max_runs")
     assert time.monotonic() - t < 30 and not (tmp_path / "run").exists()
 
 
 def test_sizes_are_checked_before_anything_is_allocated(tmp_path: Path):
     seeds = write_sweep(tmp_path, name="seeds")
     seeds.write_text(seeds.read_text().replace("seeds = [0, 1]", "seeds = [" + ", ".join(map(str, range(1_000_000))) + "]"))
-    one_line_error(cli("run", str(seeds), "--dry-run"), "key 'seeds'", "limits.max_runs")
+    assert_one_line_error(cli("run", str(seeds), "--dry-run"), "key 'seeds'", "limits.max_runs")
     for key, size in (("n_samples", "n_samples = 1000000000"), ("n_features", "n_samples = 2000\nn_features = 1000000")):
         s = write_sweep(tmp_path, name=key)
         s.write_text(s.read_text().replace("n_samples = 240\n", "").replace("n_features = 8\n", "").replace("[data]\n", f"[data]\n{size}\n"))
-        one_line_error(cli("run", str(s), "--out", str(tmp_path / key)), f"key 'data.{key}'", *(("GiB",) if key == "n_features" else ()))
+        assert_one_line_error(cli("run", str(s), "--out", str(tmp_path / key)), f"key 'data.{key}'", *(("GiB",) if key == "n_features" else ()))
         assert not (tmp_path / key).exists()
 
 
 def test_deeply_nested_toml_is_one_line(tmp_path: Path):
     path = tmp_path / "deep.toml"
     path.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    one_line_error(cli("run", str(path), "--dry-run"), "deep.toml")
+    assert_one_line_error(cli("run", str(path), "--dry-run"), "deep.toml")
 
 
 def test_a_short_sweep_needs_no_outcome_settings(tmp_path: Path):
@@ -177,7 +177,7 @@ def test_edited_plugin_code_is_a_different_sweep_and_force_really_discards(tmp_p
     assert cli("run", str(sweep), "--out", str(out), "--no-report").returncode == 0
     plugin.write_text(PLUGIN.replace("MESSAGE", "new message"))
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
-    one_line_error(r, "different sweep definition", "plugin tag")
+    assert_one_line_error(r, "different sweep definition", "plugin tag")
     assert cli("run", str(sweep), "--out", str(out), "--dry-run").returncode == 2  # not accepted as a resume either
     r = cli("run", str(sweep), "--out", str(out), "--no-report", "--force")
     assert r.returncode == 0 and "resuming" not in r.stderr, r.stderr
@@ -190,7 +190,7 @@ def test_a_listed_plugin_that_fails_to_import_is_named(tmp_path: Path):
     plugin.write_text("import no_such_module_anywhere\n")
     sweep = write_sweep(tmp_path, name="brk")
     sweep.write_text(f'plugins = ["{plugin}"]\n' + sweep.read_text())
-    one_line_error(cli("run", str(sweep), "--dry-run"), "key 'plugins'", "broken_plugin", "No module named 'no_such_module_anywhere'")
+    assert_one_line_error(cli("run", str(sweep), "--dry-run"), "key 'plugins'", "broken_plugin", "No module named 'no_such_module_anywhere'")
 
 
 def test_switching_storage_on_a_finished_folder_is_refused(tmp_path: Path):
@@ -198,7 +198,7 @@ def test_switching_storage_on_a_finished_folder_is_refused(tmp_path: Path):
     out = tmp_path / "run"
     assert cli("run", str(sweep), "--out", str(out), "--no-report").returncode == 0
     r = cli("run", str(sweep), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 'other.db'}")
-    one_line_error(r, "holds results stored in journal:study.journal")
+    assert_one_line_error(r, "holds results stored in journal:study.journal")
 
 
 def test_a_plugin_importing_keras_prints_no_tensorflow_logs(tmp_path: Path):
@@ -206,7 +206,7 @@ def test_a_plugin_importing_keras_prints_no_tensorflow_logs(tmp_path: Path):
     plugin.write_text("import keras\n" + PLUGIN)
     sweep = write_sweep(tmp_path, name="kp", extra='tag = ["a"]\nbogus_knob = ["x"]\n')
     sweep.write_text(f'plugins = ["{plugin}"]\n' + sweep.read_text())
-    one_line_error(cli("run", str(sweep), "--dry-run"), "knobs.bogus_knob")
+    assert_one_line_error(cli("run", str(sweep), "--dry-run"), "knobs.bogus_knob")
     r = cli("remedies", "--plugin", str(plugin))
     assert r.returncode == 0 and r.stderr.strip() == ""
 
@@ -235,9 +235,9 @@ def test_unreadable_results_are_one_line(tmp_path: Path):
     assert cli("run", str(sweep), "--out", str(out), "--no-report").returncode == 0
     good = (out / "trials.csv").read_text()
     (out / "trials.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary")
-    one_line_error(cli("report", str(out)), "trials.csv")
+    assert_one_line_error(cli("report", str(out)), "trials.csv")
     (out / "trials.csv").write_text(good.replace("healthy", "sparkly", 1) if "healthy" in good else good.replace(",collapsed,", ",sparkly,", 1))
-    one_line_error(cli("report", str(out)), "trials.csv", "unknown outcome 'sparkly'")
+    assert_one_line_error(cli("report", str(out)), "trials.csv", "unknown outcome 'sparkly'")
     assert not (out / "report.html").exists()
 
 
