@@ -169,13 +169,15 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
     """Ctrl-C, SIGTERM and SIGHUP alike: remember it (a library may swallow the
     KeyboardInterrupt), pass SIGINT on to the worker processes so that they
     release their runs, and interrupt the coordinator."""
+    first = not INTERRUPTED.is_set()
     INTERRUPTED.set()
     _SIGNAL["number"] = _SIGNAL["number"] or signum
-    for child in _children(os.getpid()):
-        try:
-            os.kill(child, signal.SIGINT)
-        except OSError:
-            pass
+    if first:
+        for child in _children(os.getpid()):
+            try:
+                os.kill(child, signal.SIGINT)
+            except OSError:
+                pass
     raise KeyboardInterrupt
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 from typing import Any
 
@@ -55,3 +56,18 @@ def watch_parent(interval: float = 1.0) -> None:
                 return
 
     threading.Thread(target=watch, daemon=True, name="remedysweep-parent-watch").start()
+
+
+def interrupt_once() -> None:
+    """The first SIGINT interrupts this process; later ones (a Ctrl-C reaching
+    the whole process group, then the same signal passed on by the coordinator)
+    are ignored, so that releasing the runs is not itself interrupted."""
+    state = {"seen": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if not state["seen"]:
+            state["seen"] = True
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)

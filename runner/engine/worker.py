@@ -125,8 +125,14 @@ def _run(setup: Setup | None, setup_error: str | None, claims: list[Claim]) -> l
 
 
 def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset[str] | None = None, isolated: bool = False) -> int:
-    """Entry point of a local worker process (joblib/loky)."""
-    from .runtime import watch_parent
+    """Entry point of a local worker process (joblib/loky). Stopped by SIGINT
+    (Ctrl-C, or passed on by its coordinator) or by its coordinator's death, it
+    releases its runs and returns quietly."""
+    from .runtime import interrupt_once, watch_parent
 
     watch_parent()
-    return work(StorageSpec(url), study_name, threads=threads, only_keys=only_keys, isolated=isolated)
+    interrupt_once()
+    try:
+        return work(StorageSpec(url), study_name, threads=threads, only_keys=only_keys, isolated=isolated)
+    except KeyboardInterrupt:
+        return 0

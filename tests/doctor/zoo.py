@@ -215,3 +215,16 @@ def digits_onehot_full():
     x_tr, x_va, y_tr, y_va = train_test_split((x / 16.0).astype("float32"), y, test_size=0.25, random_state=0, stratify=y)
     eye = np.eye(10, dtype="float32")
     return (x_tr, eye[y_tr]), (x_va, eye[y_va])
+
+
+def rgb_cnn():
+    """A CNN for 8x8 RGB images (an image folder), pixels scaled inside the model."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Rescaling(1.0 / 255),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
