@@ -414,7 +414,7 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
     _write_folder_files(out_dir, sweep, spec)
     pack_of = _pack_of(sweep)
     stale = queue.fail_stale()
-    queued = queue.reconcile(pack_of, workers=1 if queue_only else workers)
+    queued = queue.reconcile(pack_of, workers=workers)
     total = sweep.n_runs()
     counts = queue.progress()
     if queue_only:

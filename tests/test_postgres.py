@@ -22,7 +22,7 @@ def _sweep(tmp_path: Path, name: str) -> Path:
 def test_two_workers_on_postgresql_run_each_run_exactly_once(postgres_url: str, tmp_path: Path):
     sweep = _sweep(tmp_path, "pg_sweep")
     out = tmp_path / "run"
-    r = cli("run", str(sweep), "--storage", postgres_url, "--out", str(out), "--queue-only")
+    r = cli("run", str(sweep), "--storage", postgres_url, "--out", str(out), "--queue-only", "--workers", "2")
     assert r.returncode == 0, r.stderr
     assert "queued: 12 new runs" in r.stdout
     again = cli("run", str(sweep), "--storage", postgres_url, "--out", str(tmp_path / "run2"), "--queue-only")

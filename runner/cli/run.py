@@ -13,7 +13,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument("sweep", help="sweep definition (TOML), e.g. sweeps/quick.toml")
     r.add_argument("--out", help="run folder (default: runs/<sweep name>)")
     r.add_argument("--storage", help="Optuna storage URL (default: a journal file inside the run folder)")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1); with --queue-only, how many workers will share the queue, so that packs are cut for them")
     r.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load remedies from a local Python file (repeatable)")
     r.add_argument("--force", action="store_true", help="discard an existing run or study of a different sweep definition")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
