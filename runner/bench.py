@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import platform
 import statistics
@@ -195,7 +194,7 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
     from .engine.build import Setup, build_run
     from .engine.config import DataSpec, ModelSpec, make_sweep
     from .engine.keras_trainer import train_keras
-    from .engine.queue import RunQueue, StorageSpec, objective_values
+    from .engine.queue import RunQueue, StorageSpec
 
     epochs = 3 if quick else 15
     sweep = make_sweep("bench", model=ModelSpec(kind="mlp", width=512), data=DataSpec(dataset="digits"), epochs=epochs,
@@ -233,6 +232,9 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     from .engine.runtime import configure_tensorflow, threads_per_worker
 
     configure_tensorflow(threads_per_worker(1))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     echo(f"remedysweep bench ({'quick' if quick else 'full'}) on {os.cpu_count()} cores")
     echo("1/5 matmul peak (TensorFlow) and the batched-matmul ceiling ...")
     peak = tf_matmul_peak()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +36,8 @@ from remedysweep.errors import SweepError
 from remedysweep.files import atomic_write
 from remedysweep.remedies import AS_BUILT, RemedyConflict
 
-from .engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, build_plan, make_sweep, run_key
-from .engine.result import RunOutcome, RunResult
+from .engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, build_plan, make_sweep
+from .engine.result import RunResult
 from .engine.symptoms import SYMPTOMS, model_symptoms
 
 #: Causes the doctor can see in the model or the data: remedies that remove one

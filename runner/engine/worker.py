@@ -7,7 +7,6 @@ through joblib) and ``remedysweep worker`` (any machine that reaches the storage
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 from .build import Setup
