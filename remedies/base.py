@@ -177,9 +177,15 @@ class ModelPlan(_Plan):
     hidden layer and its activation (``"none"`` inserts nothing).
     ``kernel_initializer``: every Dense/convolution kernel is re-initialised with it
     and every bias re-initialised to zero.
+    ``min_width``: hidden layers narrower than this get this many units (filters);
+    the others keep theirs.
     ``kernel_regularizer`` / ``kernel_constraint``: ``(kind, amount)`` set on every
-    hidden layer (``("l2", 1e-4)``, ``("max_norm", 3.0)``).
+    hidden layer (``("l2", 1e-4)``, ``("max_norm", 3.0)``); a regularizer also
+    replaces the model's own on any other layer, and ``("none", 0.0)`` removes
+    every weight regularizer the model has.
     ``dropout``: a Dropout of this rate after each hidden activation.
+    ``dropout_rate``: the rate of every Dropout layer the model already has (0
+    removes them).
     ``head``: ``"logits"`` (the model ends at the pre-activation of its output
     layer) or ``"probabilities"`` (it ends in a softmax, or a sigmoid for one
     output unit).
@@ -189,11 +195,13 @@ class ModelPlan(_Plan):
 
     activation: str | None = None
     width: int | None = None
+    min_width: int | None = None
     normalization: str | None = None
     kernel_initializer: str | None = None
     kernel_regularizer: tuple[str, float] | None = None
     kernel_constraint: tuple[str, float] | None = None
     dropout: float | None = None
+    dropout_rate: float | None = None
     head: str | None = None
 
 

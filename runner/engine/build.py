@@ -16,7 +16,7 @@ import numpy as np
 from remedysweep.remedies import AS_BUILT, LossFormulation, ProbeMetric, Registry, TrialPlan
 
 from .config import Sweep, build_plan
-from .data import Dataset
+from .data import Dataset, input_arrays
 from .sources import ModelSource, adopt_label_format, load_data
 from .surgery import ModelInfo, NotApplicable, Rewritten, compiled_loss, describe_model, rewrite
 
@@ -106,29 +106,82 @@ def accuracy_metric(binary: bool, probabilities: bool) -> Any:
     return keras.metrics.MeanMetricWrapper(accuracy, name="accuracy")
 
 
+def inner_optimizer(optimizer: Any) -> Any:
+    """The optimizer that updates the weights: a ``LossScaleOptimizer``'s inner one
+    (mixed precision), or the optimizer itself."""
+    return getattr(optimizer, "inner_optimizer", None) or optimizer
+
+
 def make_optimizer(plan: TrialPlan, base_optimizer: Any, steps_per_epoch: int, epochs: int) -> Any:
     """The plan's optimizer, or the base model's with the plan's learning rate,
-    schedule and clipping."""
+    schedule and clipping. A base model's loss scaling (mixed precision) is kept:
+    the learning rate and clipping go to the optimizer inside it."""
     import keras
 
     c = plan.compile
-    base_cfg = base_optimizer.get_config() if base_optimizer is not None else {}
+    scaled = base_optimizer is not None and inner_optimizer(base_optimizer) is not base_optimizer
+    inner = inner_optimizer(base_optimizer) if base_optimizer is not None else None
+    base_cfg = inner.get_config() if inner is not None else {}
     lr: Any = c.learning_rate
     if lr is None:
         lr = base_cfg.get("learning_rate", 0.001)
         if isinstance(lr, dict):  # the base model's own schedule
             lr = keras.optimizers.schedules.deserialize(lr)
     if c.learning_rate_schedule is not None:
-        start = lr if isinstance(lr, (int, float)) else float(keras.ops.convert_to_numpy(base_optimizer.learning_rate))
+        start = lr if isinstance(lr, (int, float)) else float(keras.ops.convert_to_numpy(inner.learning_rate))
         lr = c.learning_rate_schedule(float(start), steps_per_epoch, epochs)
     clip = {k: v for k, v in (("clipnorm", c.clipnorm), ("global_clipnorm", c.global_clipnorm), ("clipvalue", c.clipvalue)) if v is not None}
     if c.optimizer is not None:
-        return c.optimizer(lr, **clip)
-    if base_optimizer is None:
-        return keras.optimizers.Adam(lr, **clip)
-    cfg = {**base_cfg, **clip, "learning_rate": lr}
-    cfg.pop("name", None)
-    return type(base_optimizer).from_config(cfg)
+        opt = c.optimizer(lr, **clip)
+    elif inner is None:
+        opt = keras.optimizers.Adam(lr, **clip)
+    else:
+        cfg = {**base_cfg, **clip, "learning_rate": lr}
+        cfg.pop("name", None)
+        opt = type(inner).from_config(cfg)
+    if scaled:
+        outer = base_optimizer.get_config()
+        opt = keras.optimizers.LossScaleOptimizer(opt, initial_scale=outer.get("initial_scale", 2.0**15),
+                                                  dynamic_growth_steps=outer.get("dynamic_growth_steps", 2000))
+    return opt
+
+
+def user_compile(base: Any) -> dict[str, Any]:
+    """What the user's ``compile`` call was given, as the objects themselves
+    (nothing serialized: a loss or metric nobody registered is used as it is)."""
+    config = getattr(getattr(base, "_compile_config", None), "config", None) or {}
+    return dict(config)
+
+
+def user_metrics(base: Any) -> list[Any]:
+    """The user's metrics for a recompiled model: names and functions as given,
+    metric objects copied (a fresh state per run); accuracy is remedysweep's own
+    (it reads any head), so the user's accuracy entries are left out."""
+    import copy
+
+    import keras
+
+    metrics = user_compile(base).get("metrics") or []
+    if isinstance(metrics, dict) or not isinstance(metrics, (list, tuple)):
+        return []  # metrics per output: remedysweep models have one output
+    out = []
+    for m in metrics:
+        if isinstance(m, str):
+            if m.lower() not in ("accuracy", "acc"):
+                out.append(m)
+        elif isinstance(m, keras.metrics.Metric):
+            if m.name in ("accuracy", "acc"):
+                continue
+            try:
+                out.append(type(m).from_config(m.get_config()))
+            except Exception:
+                try:
+                    out.append(copy.deepcopy(m))
+                except Exception:
+                    continue  # a metric object that cannot be copied: left out, training is unaffected
+        elif callable(m) and getattr(m, "__name__", "") not in ("accuracy",):
+            out.append(m)
+    return out
 
 
 def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: bool = True, cache: dict[Any, Any] | None = None) -> BuiltRun:
@@ -140,6 +193,8 @@ def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: boo
     sweep, registry = setup.sweep, setup.registry
     info = setup.base_info()
     plan = build_plan(knobs, registry)
+    if plan.fit.input_scaling and not any(a.dtype.kind == "f" for a in input_arrays(setup.data.x_train)):
+        raise NotApplicable("input_scaling: the inputs hold no float features (text or integer ids); nothing to scale")
     data = setup.data_for(plan.fit.input_scaling)
     key = (seed, repr(plan.model), plan.fit.input_scaling)
     if cache is not None and key in cache:
@@ -178,12 +233,16 @@ def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: boo
     batch = plan.fit.batch_size or sweep.training.batch_size
     steps = max(1, math.ceil(data.n_train / batch))
     if compile:
+        own = user_compile(base)
         model.compile(
             optimizer=make_optimizer(plan, base.optimizer, steps, sweep.training.epochs),
             loss=loss,
-            metrics=[accuracy_metric(rewritten.binary, rewritten.probabilities)],
+            # the user's metrics take the user's targets and outputs: kept while the loss and head are theirs
+            metrics=[accuracy_metric(rewritten.binary, rewritten.probabilities),
+                     *(user_metrics(base) if plan.compile.loss is None and plan.model.head is None else ())],
             steps_per_execution=sweep.training.steps_per_execution,
             jit_compile=False,
+            run_eagerly=bool(own.get("run_eagerly", False)),
         )
     metrics: list[ProbeMetric] = []
     facts: dict[str, Any] = {**data.facts, "relu_family": rewritten.relu_family}

@@ -190,19 +190,25 @@ BUILTIN = {"digits": digits, "blobs": blobs, "easy_words": easy_words}
 def easy_version(data: Dataset, per_class: int = 16) -> Dataset:
     """The sanity check's data for any model: one fixed random input pattern per
     class, shaped like the real inputs (integer inputs stay integers in their
-    range), ``per_class`` copies each, the same patterns for validation."""
+    range; text inputs take one training sample of each class), ``per_class``
+    samples each, the same for validation. Float patterns get a little noise per
+    sample (a tenth of the inputs' spread), so that batch statistics are not
+    degenerate."""
     rng = np.random.default_rng(DATA_SEED)
+    y = np.repeat(np.arange(data.n_classes, dtype="int32"), per_class)
+    first = [int(np.flatnonzero(data.y_train == c)[0]) if np.any(data.y_train == c) else 0 for c in range(data.n_classes)]
 
-    def patterns(a: np.ndarray) -> np.ndarray:
+    def samples(a: np.ndarray) -> np.ndarray:
         shape = (data.n_classes, *a.shape[1:])
+        if a.dtype.kind in "OUS":
+            return a[first][y]
         if a.dtype.kind in "iu":
             high = max(2, int(a.max()) + 1)
-            return rng.integers(0, high, size=shape).astype(a.dtype)
+            return rng.integers(0, high, size=shape).astype(a.dtype)[y]
         scale = float(np.std(a)) or 1.0
         centre = float(np.mean(a))
-        return (centre + rng.standard_normal(shape) * scale).astype("float32")
+        patterns = centre + rng.standard_normal(shape) * scale
+        return (patterns[y] + rng.standard_normal((len(y), *a.shape[1:])) * 0.1 * scale).astype("float32")
 
-    pats = map_inputs(data.x_train, patterns)
-    y = np.repeat(np.arange(data.n_classes, dtype="int32"), per_class)
-    x = map_inputs(pats, lambda p: p[y])
+    x = map_inputs(data.x_train, samples)
     return replace(data, name=f"easy version of {data.name}", x_train=x, y_train=y, x_val=x, y_val=y)

@@ -20,6 +20,7 @@ from .build import BuiltRun, Setup, build_run
 from .data import epoch_order, map_inputs
 from .recorder import Recorder, diagnostics, slice_values
 from .result import RunResult
+from .surgery import main_kernel
 
 
 def error_message(exc: BaseException) -> str:
@@ -80,8 +81,8 @@ def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
     inner = keras.Model(model.inputs, [rw.logits, *rw.preacts]) if rw.logits is not None else None
     kernel_vars = [v for v in model.trainable_variables if v.path.endswith("kernel")]
     kernel_ids = {id(v) for v in kernel_vars}
-    first = rw.first_kernel.kernel if rw.first_kernel is not None else None
-    last = rw.last_kernel.kernel if rw.last_kernel is not None else None
+    first = main_kernel(rw.first_kernel) if rw.first_kernel is not None else None
+    last = main_kernel(rw.last_kernel) if rw.last_kernel is not None else None
     loss_fn = built.loss
     y_true_t = tf.constant(y_true)
 

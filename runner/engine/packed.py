@@ -124,8 +124,12 @@ def chain_of(model: Any) -> tuple[Chain | None, str]:
     kernels, biases, acts, l2, mx = [], [], [], [], []
     pending_dense = False
     output = "linear"
+    calls: dict[int, int] = {}
+    for depth in model._nodes_by_depth.values():
+        for node in depth:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
     for layer in layers:
-        if len(getattr(layer, "_inbound_nodes", [])) != 1:
+        if calls.get(id(layer), 0) != 1:
             return None, f"layer {layer.name!r} is shared"
         if isinstance(layer, keras.layers.Dense):
             cfg = layer.get_config()

@@ -115,8 +115,10 @@ def _array(x: Any, name: str, file: str, key: str) -> np.ndarray:
         a = np.asarray(x)
     except Exception as exc:
         raise SweepError(file, key, f"{name} is not an array: {one_line(exc)}") from None
+    if a.ndim >= 1 and a.dtype.kind in "USO":
+        return _text(a, name, file, key)
     if a.ndim < 1 or a.dtype.kind not in "biuf":
-        raise SweepError(file, key, f"{name} must be a numeric array with one row per sample, got {a.dtype} of shape {a.shape}")
+        raise SweepError(file, key, f"{name} must be a numeric array (or an array of strings) with one row per sample, got {a.dtype} of shape {a.shape}")
     if a.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(a)))
         if bad:
@@ -125,6 +127,17 @@ def _array(x: Any, name: str, file: str, key: str) -> np.ndarray:
     elif a.dtype.kind == "b":
         a = a.astype("float32")
     return a
+
+
+def _text(a: np.ndarray, name: str, file: str, key: str) -> np.ndarray:
+    """Strings go in as they are (a model with ``TextVectorization`` or
+    ``StringLookup`` inside takes them); numeric checks and diagnostics skip them."""
+    if a.dtype.kind == "O":
+        kinds = {type(v) for v in a.ravel()[:10000]}
+        if not kinds <= {str, bytes, np.str_, np.bytes_}:
+            shown = ", ".join(sorted(k.__name__ for k in kinds - {str, bytes, np.str_, np.bytes_}))
+            raise SweepError(file, key, f"{name} is an object array holding {shown}; inputs are numbers or strings")
+    return a.astype(object)
 
 
 def dataset_from_arrays(name: str, data: Any, file: str, key: str) -> Dataset:
@@ -362,9 +375,11 @@ def check_problem(sweep: Sweep) -> Dataset:
     if problem:
         raise SweepError(file, source.key, f"{where}: {problem}")
     try:
-        x = map_inputs(data.x_train, lambda a: a[:4])
+        import tensorflow as tf
+
+        x = map_inputs(data.x_train, lambda a: tf.constant(a[:4]))
         y = data.targets(data.y_train[:4], data.label_format)
-        model.train_on_batch(x, y)
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)  # as fit calls it: a model's own train_step included
     except Exception as exc:
         raise SweepError(file, source.key, f"{where}: one training step on 4 samples of the data failed: {one_line(exc)}") from None
     return data
@@ -394,9 +409,14 @@ def check_inputs(model: Any, data: Dataset) -> str | None:
     if given != len(inputs):
         return f"the model has {len(inputs)} input(s) but the data gives {given}"
     for t, a in zip(inputs, input_arrays(arrays)):
-        want = tuple(t.shape[1:])
-        if len(want) != len(a.shape[1:]) or any(w is not None and w != g for w, g in zip(want, a.shape[1:])):
+        want, got = tuple(t.shape[1:]), tuple(a.shape[1:])
+        if len(got) == len(want) - 1 and want[-1:] == (1,):
+            got = (*got, 1)  # fit adds the last axis of length 1 (strings into Input((1,), dtype="string"))
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
             return f"an input of the model has shape {want} per sample but the data has {tuple(a.shape[1:])}"
+        text = a.dtype.kind in "OUS"
+        if text != ("string" in str(t.dtype)):
+            return (f"an input of the model takes {t.dtype} but the data gives {'strings' if text else a.dtype}")
     return None
 
 

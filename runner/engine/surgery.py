@@ -107,6 +107,11 @@ class Structure:
     hidden: list[Any]  # weighted layers but the output layer
     hidden_acts: list[Any]  # activation layers that are not part of the head
     nested: list[Any]  # nested models (all their layers are hidden)
+    #: ids of hidden weighted layers without an activation of their own whose
+    #: output goes (through normalization, dropout or pooling) into an activation layer
+    activated: set[int] = field(default_factory=set)
+    #: hidden activation layers that apply a softmax
+    hidden_softmax: list[Any] = field(default_factory=list)
 
     @property
     def head_activations(self) -> list[str]:
@@ -117,9 +122,23 @@ class Structure:
         out += [activation_name(l) for l in reversed(self.head_layers) if activation_name(l) != "linear"]
         return out
 
+    @property
+    def linear_hidden(self) -> list[Any]:
+        """Hidden weighted layers whose output reaches the next layer without any activation."""
+        return [l for l in self.hidden if activation_name(l) == "linear" and id(l) not in self.activated]
+
+
+def _pass_through() -> tuple[type, ...]:
+    import keras
+
+    names = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+             "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+    return _kinds()[2] + tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+
 
 def structure(model: Any) -> Structure:
     import keras
+    from keras.src import tree
 
     weighted, activations, transparent = _kinds()
     history = model.outputs[0]._keras_history
@@ -140,8 +159,33 @@ def structure(model: Any) -> Structure:
     output_layer = op if isinstance(op, weighted) else None
     hidden = [l for l in model.layers if isinstance(l, weighted) and l is not output_layer]
     hidden_acts = [l for l in model.layers if isinstance(l, activations) and l not in head and not isinstance(l, keras.layers.Softmax)]
+    hidden_softmax = [l for l in model.layers if isinstance(l, keras.layers.Softmax) and l not in head]
     nested = [l for l in model.layers if isinstance(l, keras.Model)]
-    return Structure(output_layer, head, passed, hidden, hidden_acts, nested)
+    # who consumes what, inside this model only (a reused layer has nodes in other models too)
+    nodes = [n for depth in model._nodes_by_depth.values() for n in depth]
+    consumers: dict[int, list[Any]] = {}
+    for n in nodes:
+        for t in tree.flatten(n.input_tensors):
+            consumers.setdefault(id(t), []).append(n)
+    through = _pass_through()
+    activated: set[int] = set()
+    for n in nodes:
+        if n.operation not in hidden or activation_name(n.operation) != "linear":
+            continue
+        current = n
+        for _ in range(16):
+            outs = tree.flatten(current.outputs)
+            nxt = consumers.get(id(outs[0]), []) if len(outs) == 1 else []
+            if len(nxt) != 1:
+                break
+            op = nxt[0].operation
+            if isinstance(op, activations):
+                activated.add(id(n.operation))
+                break
+            if not isinstance(op, through):
+                break
+            current = nxt[0]
+    return Structure(output_layer, head, passed, hidden, hidden_acts, nested, activated, hidden_softmax)
 
 
 @dataclass
@@ -240,6 +284,7 @@ def describe_model(model: Any, data: Any = None) -> ModelInfo:
         raise ValueError(f"the model's output has shape {tuple(outputs[0].shape)}; a classifier outputs (batch, classes)")
     name, from_logits, keras_ce = loss_facts(compiled_loss(model))
     opt = getattr(model, "optimizer", None)
+    opt = getattr(opt, "inner_optimizer", None) or opt  # mixed precision: the optimizer inside the loss scaling
     try:
         lr = float(keras.ops.convert_to_numpy(opt.learning_rate)) if opt is not None else None
     except Exception:
@@ -249,7 +294,8 @@ def describe_model(model: Any, data: Any = None) -> ModelInfo:
         hidden = list(s.hidden)
         acts = [activation_name(l) for l in s.hidden] + [activation_name(l) for l in s.hidden_acts]
         for inner in s.nested:
-            inner_s = structure(inner) if to_functional(inner) is not None else None
+            inner_f = to_functional(inner)
+            inner_s = structure(inner_f) if inner_f is not None else None
             if inner_s is not None:
                 hidden += [l for l in inner.layers if isinstance(l, _kinds()[0])]
                 acts += [activation_name(l) for l in inner.layers if isinstance(l, _kinds()[0] + _kinds()[1])]
@@ -263,7 +309,9 @@ def describe_model(model: Any, data: Any = None) -> ModelInfo:
         if not outputs and data is not None:  # a subclassed model: ask it
             from .data import map_inputs
 
-            y = keras.ops.convert_to_numpy(model(map_inputs(data.x_train, lambda a: a[:8])))
+            import tensorflow as tf
+
+            y = keras.ops.convert_to_numpy(model(map_inputs(data.x_train, lambda a: tf.constant(a[:8]))))
             if y.ndim != 2:
                 raise ValueError(f"the model's output has shape {tuple(y.shape)}; a classifier outputs (batch, classes)")
             units = int(y.shape[-1])
@@ -353,91 +401,193 @@ def _constraint(spec: tuple[str, float], layer_cfg: dict[str, Any]) -> Any:
 RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu"}
 
 
+def main_kernel(layer: Any) -> Any:
+    """The variable a weighted layer multiplies its input by: ``kernel``, or for
+    separable and depthwise convolutions the pointwise (else depthwise) kernel."""
+    for attr in ("kernel", "pointwise_kernel", "depthwise_kernel"):
+        try:
+            v = getattr(layer, attr, None)
+        except Exception:
+            v = None
+        if v is not None:
+            return v
+    return None
+
+
+def _is_keras_class(layer: Any) -> bool:
+    """A layer class of Keras itself (``from_config`` of its config is safe),
+    not a user's subclass."""
+    return type(layer).__module__.startswith("keras.")
+
+
+def _has_weights(layer: Any) -> bool:
+    return bool(getattr(layer, "weights", None))
+
+
+def _input_shapes(args: Any) -> list[tuple[Any, ...]]:
+    from keras.src import tree
+
+    return [tuple(t.shape) for t in tree.flatten(args) if hasattr(t, "shape")]
+
+
+def _old_input_shapes(layer: Any) -> list[list[tuple[Any, ...]]]:
+    from keras.src import tree
+
+    return [[tuple(t.shape) for t in tree.flatten(n.input_tensors)] for n in getattr(layer, "_inbound_nodes", [])]
+
+
+def walk(model: Any, operation_fn: Callable[[Any], Any], call_fn: Callable[..., Any]) -> Any:
+    """A new functional model computing ``model``'s graph with
+    ``operation_fn(layer)`` in place of each layer and ``call_fn(layer, *args,
+    **kwargs)`` for each call. Unlike ``keras.models.clone_model``, nothing is
+    serialized: the model is not recompiled from its config (a loss or metric
+    nobody registered survives), and layers ``operation_fn`` returns as they are
+    keep their state (adapted preprocessing, custom layers, ``Lambda``). The
+    model keeps its class where that class is functional-like (a model class
+    with its own ``train_step``)."""
+    import keras
+    from keras.src import tree
+    from keras.src.models.functional import Functional, functional_like_constructor
+
+    inputs = tree.map_structure(lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name), model.input)
+    outputs = model._run_through_graph(inputs, operation_fn=operation_fn, call_fn=call_fn)
+    cls = type(model)
+    if cls not in (Functional, keras.Model) and functional_like_constructor(cls):
+        try:
+            return cls(inputs, outputs, name=model.name)
+        except Exception:
+            pass
+    return Functional(inputs, outputs, name=model.name)
+
+
 class _Rewriter:
-    """One clone of a functional model with per-layer changes (see :func:`rewrite`)."""
+    """One walk of a functional model with per-layer changes (see :func:`rewrite`).
+
+    Layers the plan leaves alone are the base model's own objects, reused: their
+    weights and state are the base model's. Built-in Dense/convolution layers
+    are rebuilt from their config where the plan changes them or their
+    activation is split off (weights copied where shapes still match); a layer
+    with weights whose input width changed is rebuilt with fresh weights, or, if
+    it is not a Keras layer, the change is :class:`NotApplicable`."""
 
     def __init__(self, plan: ModelPlan, all_hidden: bool = False):
         self.plan = plan
         self.all_hidden = all_hidden
         self.roles: dict[int, tuple[str, str]] = {}  # id(new layer) -> (role, original activation)
-        self.pairs: list[tuple[Any, Any]] = []
+        self.original: dict[int, Any] = {}  # id(new layer) -> old layer
+        self.pairs: list[tuple[Any, Any, bool]] = []  # (old, new, re-initialised) for rebuilt layers
         self.logits: Any = None
         self.preacts: list[Any] = []
-        self.counts = {"hidden": 0, "hidden_acts": 0, "weighted": 0}
+        self.counts = {"hidden": 0, "hidden_acts": 0, "weighted": 0, "dropout_layers": 0, "regularized": 0}
         self.activations_seen: set[str] = set()
+        self.opaque: list[str] = []  # layers kept as they are although the plan asked for a change
+
+    # -- which layer stands in for which ---------------------------------------
+
+    def _roles(self, model: Any) -> dict[int, str]:
+        s = self.structure = structure(model)
+        roles: dict[int, str] = {}
+        for l in s.hidden:
+            roles[id(l)] = "hidden" if id(l) in s.activated or activation_name(l) != "linear" else "linear_hidden"
+        for l in s.hidden_acts:
+            roles[id(l)] = "hidden_act"
+        if s.output_layer is not None:
+            roles[id(s.output_layer)] = "hidden" if self.all_hidden else "output"
+        for l in s.head_layers:
+            roles[id(l)] = "hidden_act" if self.all_hidden else "head_act"
+        if self.plan.head is not None and (self.all_hidden or s.output_layer is None):
+            raise NotApplicable("the model does not end in a Dense or convolution layer (then activations), so its head cannot be rewritten")
+        return roles
+
+    def _replacement(self, old: Any, role: str) -> Any:
+        """The layer that stands in for ``old`` (``old`` itself where nothing changes)."""
+        import keras
+
+        weighted, activations, _ = _kinds()
+        p = self.plan
+        if isinstance(old, keras.Model):
+            return self._nested(old)
+        if isinstance(old, weighted):
+            self.counts["weighted"] += 1
+            if role in ("hidden", "linear_hidden"):
+                self.counts["hidden"] += 1
+            if getattr(old, "kernel_regularizer", None) is not None or getattr(old, "bias_regularizer", None) is not None:
+                self.counts["regularized"] += 1
+            cfg = old.get_config()
+            before = repr(cfg)
+            self._weighted(cfg, role, type(old).__name__)
+            reinit = bool(cfg.pop("__reinit__", False))
+            if repr(cfg) == before and not reinit:
+                return old  # nothing changes: the layer itself
+            if not _is_keras_class(old):
+                raise NotApplicable(f"layer {old.name!r} ({type(old).__name__}) is a custom Dense/convolution class; "
+                                    f"it cannot be rebuilt to {_describe(_wanted(p))}")
+            new = type(old).from_config(cfg)
+            self.pairs.append((old, new, reinit))
+            return new
+        if role == "hidden_act":
+            self.counts["hidden_acts"] += 1
+            self.activations_seen.add(activation_name(old))
+            if p.activation:
+                return keras.layers.Activation(p.activation, name=old.name)
+            return old
+        if _is_dropout(old):
+            self.counts["dropout_layers"] += 1
+            if p.dropout_rate is not None:
+                return SKIP if p.dropout_rate == 0 else type(old).from_config({**old.get_config(), "rate": p.dropout_rate})
+            return old
+        return old
+
+    def _nested(self, old: Any) -> Any:
+        """A nested model: rewritten inside when it trains, kept as it is when frozen."""
+        inner = to_functional(old)
+        if inner is None or not old.trainable or not any(l.trainable_weights for l in old.layers):
+            self.opaque.append(old.name)
+            return old
+        sub = _Rewriter(self.plan, all_hidden=True)
+        new = sub.clone(inner)
+        self.pairs += sub.pairs
+        for k in self.counts:
+            self.counts[k] += sub.counts[k]
+        self.activations_seen |= sub.activations_seen
+        return new
 
     def clone(self, model: Any) -> Any:
         import keras
 
-        s = structure(model)
-        weighted, _, _ = _kinds()
-        roles_old: dict[int, str] = {}
-        for l in s.hidden:
-            roles_old[id(l)] = "hidden"
-        for l in s.hidden_acts:
-            roles_old[id(l)] = "hidden_act"
-        if not self.all_hidden:
-            if s.output_layer is not None:
-                roles_old[id(s.output_layer)] = "output"
-            for l in s.head_layers:
-                roles_old[id(l)] = "head_act"
-        else:
-            if s.output_layer is not None:
-                roles_old[id(s.output_layer)] = "hidden"
-            for l in s.head_layers:
-                roles_old[id(l)] = "hidden_act"
-        self.structure = s
-        if self.plan.head is not None and (self.all_hidden or s.output_layer is None):
-            raise NotApplicable("the model does not end in a Dense or convolution layer (then activations), so its head cannot be rewritten")
+        roles_old = self._roles(model)
+        memo: dict[int, Any] = {}
 
-        def clone_function(old: Any) -> Any:
-            if isinstance(old, keras.Model):
-                inner = to_functional(old)
-                if inner is None:
-                    return old.__class__.from_config(old.get_config())
-                sub = _Rewriter(self.plan, all_hidden=True)
-                new = sub.clone(inner)
-                self.pairs += sub.pairs
-                self.preacts += sub.preacts
-                for k in self.counts:
-                    self.counts[k] += sub.counts[k]
-                self.activations_seen |= sub.activations_seen
-                return new
-            role = roles_old.get(id(old), "")
-            cfg = old.get_config()
-            original = activation_name(old)
-            reinit = False
-            if isinstance(old, weighted):
-                self.counts["weighted"] += 1
-                self._weighted(cfg, role, type(old).__name__)
-                reinit = bool(cfg.pop("__reinit__", False))
-            if role == "hidden":
-                self.counts["hidden"] += 1
-            if role == "head_act" and self.plan.head is not None:
-                role = "skip"  # the head is rebuilt after the output layer: this activation goes
-                new = old.__class__.from_config(cfg)
-            elif role == "hidden_act":
-                self.counts["hidden_acts"] += 1
-                self.activations_seen.add(original)
-                new = keras.layers.Activation(self.plan.activation, name=cfg["name"]) if self.plan.activation else old.__class__.from_config(cfg)
-            else:
-                new = old.__class__.from_config(cfg)
-            self.roles[id(new)] = (role, original)
-            self.pairs.append((old, new, reinit))
-            return new
+        def operation_fn(old: Any) -> Any:
+            if id(old) not in memo:
+                role = roles_old.get(id(old), "")
+                new = self._replacement(old, role)
+                if role == "head_act" and self.plan.head is not None:
+                    role = "skip"  # the head is rebuilt after the output layer: this activation goes
+                if new is SKIP:
+                    role, new = "skip", old
+                memo[id(old)] = new
+                self.roles[id(new)] = (role, activation_name(old))
+                self.original[id(new)] = old
+            return memo[id(old)]
 
-        def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        def call_fn(layer: Any, *args: Any, **kwargs: Any) -> Any:
             role, original = self.roles.get(id(layer), ("", "linear"))
             if role == "skip":
                 return args[0]
+            old = self.original.get(id(layer), layer)
+            if layer is old and _has_weights(old) and _input_shapes(args) not in _old_input_shapes(old):
+                layer = self._rebuilt_for_new_shape(old)
             out = layer(*args, **kwargs)
             name = layer.name
-            if role == "hidden":
-                if self.plan.normalization:
+            if role in ("hidden", "linear_hidden"):
+                activate = role == "hidden" and original != "linear" or role == "linear_hidden" and self.plan.activation
+                if self.plan.normalization and role == "hidden" or self.plan.normalization and activate:
                     norm = {"batchnorm": keras.layers.BatchNormalization, "layernorm": keras.layers.LayerNormalization}[self.plan.normalization]
                     out = norm(name=f"{name}_norm")(out)
-                if original != "linear":
-                    self.activations_seen.add(original)
+                if activate:
+                    if original != "linear":
+                        self.activations_seen.add(original)
                     act = self.plan.activation or original
                     self.preacts.append(out)
                     out = keras.layers.Activation(act, name=f"{name}_act")(out)
@@ -456,24 +606,48 @@ class _Rewriter:
                     out = keras.layers.Activation(original, name=f"{name}_act")(out)
             return out
 
-        new = keras.models.clone_model(model, clone_function=clone_function, call_function=call_function)
+        new = walk(model, operation_fn, call_fn)
         self.preacts = [p for p in self.preacts if p is not None]
+        return new
+
+    def _rebuilt_for_new_shape(self, old: Any) -> Any:
+        """A fresh copy of a layer whose input width the plan changed."""
+        if not _is_keras_class(old):
+            raise NotApplicable(f"layer {old.name!r} ({type(old).__name__}) takes the changed width but is a custom layer "
+                                "with weights, which cannot be rebuilt for it")
+        new = type(old).from_config(old.get_config())
+        self.roles[id(new)] = self.roles.get(id(old), ("", activation_name(old)))
+        self.original[id(new)] = new
+        self.pairs.append((old, new, True))
         return new
 
     def _weighted(self, cfg: dict[str, Any], role: str, cls: str) -> None:
         p = self.plan
         if role in ("hidden", "output") and cfg.get("activation") not in (None, "linear"):
             cfg["activation"] = "linear"  # split: applied by a separate Activation layer
-        if role == "hidden":
-            if p.width is not None:
-                if "units" in cfg:
-                    cfg["units"] = p.width
-                elif "filters" in cfg and cfg["filters"]:
-                    cfg["filters"] = p.width
-            if p.kernel_regularizer is not None and "kernel_regularizer" in cfg:
-                cfg["kernel_regularizer"] = _regularizer(p.kernel_regularizer)
+        if role in ("hidden", "linear_hidden"):
+            size_key = "units" if "units" in cfg else "filters" if cfg.get("filters") else None
+            if size_key and p.width is not None:
+                cfg[size_key] = p.width
+            if size_key and p.min_width is not None and cfg[size_key] < p.min_width:
+                cfg[size_key] = p.min_width
             if p.kernel_constraint is not None and "kernel_constraint" in cfg:
                 cfg["kernel_constraint"] = _constraint(p.kernel_constraint, {**cfg, "__class__": cls})
+        if p.kernel_regularizer is not None:
+            kind = p.kernel_regularizer[0]
+            had = any(cfg.get(k) for k in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                                            "depthwise_regularizer", "pointwise_regularizer"))
+            if kind == "none":
+                for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_regularizer", "pointwise_regularizer"):
+                    if cfg.get(key) is not None:
+                        cfg[key] = None
+            elif role in ("hidden", "linear_hidden") or had:
+                for key in ("bias_regularizer", "activity_regularizer"):
+                    if cfg.get(key) is not None:
+                        cfg[key] = None
+                for key in ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer"):
+                    if key in cfg and (key == "kernel_regularizer" or cfg.get(key) is not None):
+                        cfg[key] = _regularizer(p.kernel_regularizer)
         if p.kernel_initializer is not None:
             before = {k: _init_identity(cfg.get(k)) for k in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer", "bias_initializer")}
             for key in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
@@ -486,25 +660,40 @@ class _Rewriter:
                 cfg["__reinit__"] = True
 
 
-def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
-    """The base model rewritten to ``plan``, with the tensors the diagnostics
-    read. Raises :class:`NotApplicable` when a change cannot apply to the model."""
+class _Skip:
+    """Marks a layer the rewrite leaves out (its input passes through)."""
+
+
+SKIP = _Skip()
+
+
+def _is_dropout(layer: Any) -> bool:
     import keras
 
+    kinds = tuple(getattr(keras.layers, n) for n in ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D") if hasattr(keras.layers, n))
+    return isinstance(layer, kinds)
+
+
+def _wanted(plan: ModelPlan) -> dict[str, Any]:
+    return {k: v for k, v in vars(plan).items() if not k.startswith("_") and v is not None}
+
+
+def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
+    """The base model rewritten to ``plan``, with the tensors the diagnostics
+    read. Raises :class:`NotApplicable` when a change cannot apply to the model.
+    With nothing in the plan, the result computes exactly the base model's
+    function with the base model's weights and state."""
     functional = to_functional(model, input_shape)
-    wanted = {k: v for k, v in vars(plan).items() if not k.startswith("_") and v is not None}
+    wanted = _wanted(plan)
     if functional is None:
-        if wanted:
-            raise NotApplicable(f"{', '.join('model.' + k for k in wanted)}: changing the model needs a Sequential or functional model; "
-                                f"{type(model).__name__} is subclassed")
-        return Rewritten(model)
+        return rewrite_subclassed(model, plan)
     rewriter = _Rewriter(plan)
     try:
         new = rewriter.clone(functional)
     except NotApplicable:
         raise
     except Exception as exc:
-        if not wanted:  # a layer that cannot be cloned: train the model as it is, without layer diagnostics
+        if not wanted:  # a graph that cannot be walked: train the model as it is, without layer diagnostics
             try:
                 head = structure(functional).head_activations
             except Exception:
@@ -513,20 +702,30 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
                              binary=int(functional.outputs[0].shape[-1]) == 1)
         raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     c = rewriter.counts
-    needs_hidden = [k for k in ("width", "normalization", "kernel_regularizer", "kernel_constraint") if k in wanted]
+    needs_hidden = [k for k in ("width", "min_width", "normalization", "kernel_constraint") if k in wanted]
     if needs_hidden and not c["hidden"]:
         raise NotApplicable(f"model.{needs_hidden[0]}: the model has no hidden Dense or convolution layer")
-    if "activation" in wanted and not (rewriter.activations_seen - {"linear"}):
+    if "kernel_regularizer" in wanted and not c["hidden"] and not c["regularized"]:
+        raise NotApplicable("model.kernel_regularizer: the model has no hidden Dense or convolution layer")
+    if "kernel_regularizer" in wanted and wanted["kernel_regularizer"][0] == "none" and not c["regularized"]:
+        raise NotApplicable("model.kernel_regularizer: the model has no weight regularizer to remove")
+    if "activation" in wanted and not (rewriter.activations_seen - {"linear"}) and not rewriter.preacts:
         raise NotApplicable("model.activation: the model has no hidden activation to replace")
     if "dropout" in wanted and not rewriter.preacts:
         raise NotApplicable("model.dropout: the model has no hidden activation to put dropout after")
-    weighted = _kinds()[0]
+    if "dropout_rate" in wanted and not c["dropout_layers"]:
+        raise NotApplicable("model.dropout_rate: the model has no Dropout layer")
     for old, new_layer, reinit in rewriter.pairs:
-        if reinit:  # a changed initializer: fresh weights, drawn from the seeded generator
+        if reinit:  # a changed initializer or input width: fresh weights, drawn from the seeded generator
             continue
         old_w, new_w = old.get_weights(), new_layer.get_weights()
         if old_w and len(old_w) == len(new_w) and all(a.shape == b.shape for a, b in zip(old_w, new_w)):
             new_layer.set_weights(old_w)
+    return _rewritten(new, rewriter, plan)
+
+
+def _rewritten(new: Any, rewriter: _Rewriter, plan: ModelPlan) -> Rewritten:
+    weighted = _kinds()[0]
     out = new.outputs[0]
     s = rewriter.structure
     units = int(out.shape[-1])
@@ -534,8 +733,10 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
     op = out._keras_history.operation
     if op is not None and rewriter.logits is not None and out is not rewriter.logits:
         final = activation_name(op)
+    elif op is not None and rewriter.logits is None:
+        final = (structure(new).head_activations or ["linear"])[-1]
     kernels = [l for l in new.layers if isinstance(l, weighted)]
-    hidden_acts = (set(a for a in rewriter.activations_seen) if plan.activation is None else {plan.activation}) - {"linear"}
+    hidden_acts = (set(rewriter.activations_seen) if plan.activation is None else {plan.activation}) - {"linear"}
     return Rewritten(
         model=new,
         logits=rewriter.logits,
@@ -548,34 +749,114 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
     )
 
 
+def rewrite_subclassed(model: Any, plan: ModelPlan) -> Rewritten:
+    """A subclassed model changed in place, through its layers' attributes:
+    re-initialisation (also after it was built), hidden activations, weight
+    regularizers and Dropout rates. What needs its graph (width once built,
+    normalization, the head, inserted dropout) raises :class:`NotApplicable`."""
+    import keras
+
+    wanted = _wanted(plan)
+    cannot = [k for k in ("normalization", "head", "dropout", "kernel_constraint") if k in wanted]
+    weighted, activations, _ = _kinds()
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True)]
+    dense = [l for l in layers if isinstance(l, weighted)]
+    if ("width" in wanted or "min_width" in wanted) and (model.built or not dense):
+        cannot.append("width" if "width" in wanted else "min_width")
+    if cannot:
+        raise NotApplicable(f"{', '.join('model.' + k for k in cannot)}: changing this needs a Sequential or functional model; "
+                            f"{type(model).__name__} is subclassed (re-initialisation, activations, regularizers and dropout rates can change)")
+    if not wanted:
+        return Rewritten(model)
+    output = dense[-1] if dense else None
+    hidden = dense[:-1]
+    if "kernel_initializer" in wanted:
+        init = keras.initializers.get(plan.kernel_initializer)
+        for l in dense:
+            for attr in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
+                if hasattr(l, attr):
+                    setattr(l, attr, keras.initializers.get(plan.kernel_initializer))
+            if hasattr(l, "bias_initializer"):
+                l.bias_initializer = keras.initializers.get("zeros")
+            for v in l.weights:
+                name = v.path.rsplit("/", 1)[-1]
+                if name.endswith("kernel"):
+                    v.assign(init(tuple(v.shape)))
+                elif name == "bias":
+                    v.assign(keras.ops.zeros(tuple(v.shape)))
+    if "activation" in wanted:
+        changed = 0
+        for l in hidden:
+            if activation_name(l) not in ("linear", "softmax"):
+                l.activation = keras.activations.get(plan.activation)
+                changed += 1
+        for l in layers:
+            if isinstance(l, activations) and isinstance(l, keras.layers.Activation) and l not in (output,):
+                l.activation = keras.activations.get(plan.activation)
+                changed += 1
+        if not changed:
+            raise NotApplicable("model.activation: the subclassed model has no hidden activation set on a layer")
+    if "kernel_regularizer" in wanted:
+        kind = plan.kernel_regularizer[0]
+        reg = None if kind == "none" else _regularizer(plan.kernel_regularizer)
+        found = 0
+        for l in dense:
+            if getattr(l, "kernel_regularizer", None) is not None or (reg is not None and l in hidden):
+                found += getattr(l, "kernel_regularizer", None) is not None
+                l.kernel_regularizer = reg
+                for v in l.weights:
+                    if v.path.endswith("kernel"):
+                        v.regularizer = reg
+        if kind == "none" and not found:
+            raise NotApplicable("model.kernel_regularizer: the model has no weight regularizer to remove")
+    if "dropout_rate" in wanted:
+        drops = [l for l in layers if _is_dropout(l)]
+        if not drops:
+            raise NotApplicable("model.dropout_rate: the model has no Dropout layer")
+        for l in drops:
+            l.rate = float(plan.dropout_rate)
+    if "width" in wanted or "min_width" in wanted:
+        for l in hidden:
+            key = "units" if hasattr(l, "units") else "filters" if hasattr(l, "filters") else None
+            if key and plan.width is not None:
+                setattr(l, key, int(plan.width))
+            if key and plan.min_width is not None and getattr(l, key) < plan.min_width:
+                setattr(l, key, int(plan.min_width))
+    return Rewritten(model)
+
+
 def _describe(wanted: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in wanted.items()) or "the same structure"
 
 
 def map_layers(model: Any, change: Callable[[Any, dict[str, Any]], Any]) -> Any:
-    """For plugins: a clone of a functional or Sequential model in which
+    """For plugins: a copy of a functional or Sequential model in which
     ``change(layer, config)`` may return a new layer (or a changed config) for any
-    layer; weights are copied where shapes still match."""
+    layer; weights are copied where shapes still match. Layers ``change`` leaves
+    alone (returns ``None``) are the model's own."""
     functional = to_functional(model)
     if functional is None:
         raise NotApplicable(f"{type(model).__name__} is subclassed: its layers cannot be changed")
-    import keras
 
     pairs = []
+    memo: dict[int, Any] = {}
 
-    def clone_function(old: Any) -> Any:
-        cfg = old.get_config()
-        result = change(old, dict(cfg))
+    def operation_fn(old: Any) -> Any:
+        if id(old) in memo:
+            return memo[id(old)]
+        result = change(old, dict(old.get_config()))
         if isinstance(result, dict):
             new = old.__class__.from_config(result)
+            pairs.append((old, new))
         elif result is None:
-            new = old.__class__.from_config(cfg)
+            new = old
         else:
             new = result
-        pairs.append((old, new))
+            pairs.append((old, new))
+        memo[id(old)] = new
         return new
 
-    new = keras.models.clone_model(functional, clone_function=clone_function)
+    new = walk(functional, operation_fn, lambda layer, *a, **k: layer(*a, **k))
     for old, layer in pairs:
         a, b = old.get_weights(), layer.get_weights()
         if a and len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b)):
