@@ -65,14 +65,23 @@ def test_outcome_rates_of_both_paths_agree_on_the_quick_grid():
     assert same >= 0.8 * len(runs), same
 
 
-def test_what_the_packed_trainer_does_not_handle_takes_the_keras_path_and_says_why():
+def test_what_the_stacked_trainer_does_not_handle_goes_to_a_graph_pack_and_says_why():
+    """Norm clipping, dropout, batch norm and schedules are not stacked: those
+    runs train in a graph pack instead (still packed), and a plugin's callbacks
+    keep a run on the Keras path, saying why."""
+    from remedysweep.engine.packed import stack_problem
+
     reasons = {}
     for knobs in ({"grad_clip": "global_norm_1"}, {"regularizer": "dropout"}, {"normalization": "batchnorm"}, {"lr_schedule": "warmup"}):
-        key, why = pack_key(build_plan(knobs, SETUP.registry), knobs, SETUP.registry)
-        assert key is None and why, knobs
-        reasons[next(iter(knobs))] = why
+        plan = build_plan(knobs, SETUP.registry)
+        key, why = pack_key(plan, knobs, SETUP.registry)
+        assert key is not None and why == "", knobs
+        reasons[next(iter(knobs))] = stack_problem(plan, knobs, SETUP.registry)
     assert "global_clipnorm" in reasons["grad_clip"] and "dropout" in reasons["regularizer"]
     assert "normalization" in reasons["normalization"] and "learning_rate_schedule" in reasons["lr_schedule"]
+    runs = [({"grad_clip": "global_norm_1"}, 0), ({"normalization": "batchnorm"}, 1), ({"loss": "fused_logits"}, 2)]
+    results = train_pack(SETUP, runs)
+    assert [r.path for r in results] == ["packed"] * 3 and [r.pack_size for r in results] == [2, 2, 1]
 
 
 def test_packed_sweep_runs_each_run_once_and_says_which_path(tmp_path):
@@ -85,5 +94,5 @@ def test_packed_sweep_runs_each_run_once_and_says_which_path(tmp_path):
     assert len(t) == 24 and not t.duplicated(["config_id", "seed"]).any()
     packed = t[t["grad_clip"] == "none"]
     assert (packed["path"] == "packed").all() and packed["pack_size"].max() >= 4
-    alone = t[t["grad_clip"] == "global_norm_1"]
-    assert (alone["path"] == "keras").all() and alone["path_note"].str.contains("global_clipnorm").all()
+    clipped = t[t["grad_clip"] == "global_norm_1"]  # not stacked (norm clipping mixes slices): a graph pack
+    assert (clipped["path"] == "packed").all() and clipped["path_note"].isna().all()

@@ -111,6 +111,7 @@ def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
             logits[None] if logits is not None else None, onehot[None], [p[None] for p in preacts],
             [g[None] for _, g in pairs], [g[None] for v, g in pairs if id(v) in kernel_ids], first_last,
             [v[None] for v in variables], rw.binary, built.probe_metrics,
+            penalty=tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0),
         )
         d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
         return d

@@ -44,7 +44,8 @@ PER_SLICE = frozenset({
     "compile.learning_rate", "compile.loss", "model.head", "model.activation", "model.kernel_initializer",
     "model.kernel_regularizer", "model.kernel_constraint", "fit.label_smoothing",
 })
-PER_PACK = frozenset({"model.width", "fit.batch_size", "fit.input_scaling", "compile.optimizer", "compile.clipvalue"})
+PER_PACK = frozenset({"model.width", "model.min_width", "model.dropout_rate", "fit.batch_size", "fit.input_scaling", "compile.optimizer",
+                      "compile.clipvalue"})
 PACKABLE = PER_SLICE | PER_PACK
 OPTIMIZERS = frozenset({"SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adamax"})
 ACTIVATIONS = frozenset({"linear", "relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "silu",
@@ -60,27 +61,35 @@ JIT_OPTIMIZER = True
 
 def pack_key(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> tuple[str | None, str]:
     """``(key, "")`` for a run that may be packed with the runs of the same key, or
-    ``(None, why not)``. Decided on the plan alone; the built model is checked
-    again when the pack trains (:func:`chain_problem`)."""
+    ``(None, why not)``. Decided on the plan alone: runs of one batch size and
+    input scaling share a key; the pack then trains each run stacked
+    (:class:`PackedTrainer`) or in a graph pack (:mod:`.graph_pack`), or alone
+    with the reason, once its model is built (:func:`train_pack`)."""
+    if plan.fit.callbacks:
+        owner = plan.fit.owner("callbacks") or "a plugin"
+        return None, f"fit.callbacks (set by {owner}) run inside fit"
+    return repr((plan.fit.batch_size, plan.fit.input_scaling)), ""
+
+
+def stack_problem(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> str:
+    """Why a run's plan keeps it out of a stacked pack ("" if it may stack)."""
     for name, value in knobs.items():
         if value != AS_BUILT and registry[name].transforms():
-            return None, f"remedy {name!r} transforms the built model"
+            return f"remedy {name!r} transforms the built model"
     for path, owner in plan.changes().items():
         if path not in PACKABLE:
-            return None, f"{path} (set by {owner}) is not handled by the packed trainer"
+            return f"{path} (set by {owner}) is not stacked"
     c = plan.compile
     if c.loss is not None and not isinstance(c.loss, LossFormulation):
-        return None, "a plugin's own loss is not packed"
+        return "a plugin's own loss is not stacked"
     if c.optimizer is not None and type(c.optimizer).__name__ != "OptimizerFactory":
-        return None, "a plugin's own optimizer is not packed"
+        return "a plugin's own optimizer is not stacked"
     m = plan.model
-    if m.kernel_regularizer is not None and m.kernel_regularizer[0] != "l2":
-        return None, f"regularizer {m.kernel_regularizer[0]} is not packed"
+    if m.kernel_regularizer is not None and m.kernel_regularizer[0] not in ("l2", "none"):
+        return f"regularizer {m.kernel_regularizer[0]} is not stacked"
     if m.kernel_constraint is not None and m.kernel_constraint[0] != "max_norm":
-        return None, f"constraint {m.kernel_constraint[0]} is not packed"
-    key = (m.width, plan.fit.batch_size, plan.fit.input_scaling, getattr(c.optimizer, "name", None), c.clipvalue,
-           "formulation" if isinstance(c.loss, LossFormulation) else "base loss")
-    return repr(key), ""
+        return f"constraint {m.kernel_constraint[0]} is not stacked"
+    return ""
 
 
 def _loss_identity(built: BuiltRun) -> tuple[str, str, bool] | None:
@@ -366,7 +375,7 @@ class PackedTrainer:
         grads = tape.gradient(total, self.variables)
         kernel_grads = grads[0::2]
         d = diagnostics(logits, self.onehot_probe, pre, grads, kernel_grads, (kernel_grads[0], kernel_grads[-1]),
-                        self.variables, self.binary, self.metrics)
+                        self.variables, self.binary, self.metrics, penalty=self._penalty() * tf.ones([self.S]))
         d["weights_finite"] = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v), axis=list(range(1, len(v.shape)))) for v in self.variables]), axis=0)
         correct = tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), self.y_probe_true[None]), tf.float32), axis=1)
         loss_sum = probe_loss * self.n_probe
@@ -420,54 +429,77 @@ class PackedTrainer:
 
 
 def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]], epoch_seconds: list[float] | None = None) -> list[RunResult]:
-    """Train ``runs`` ((knobs, seed) of one pack key) packed. A run that turns out
-    not to fit the pack (its built model is not a Dense chain of the pack's
-    shapes and optimizer settings) trains on the Keras path and says why; a
-    fault of the packed training fails every run of the pack with its message."""
+    """Train ``runs`` ((knobs, seed) of one pack key) packed: runs whose built
+    model is a Dense chain stack with the runs of the same shapes and optimizer
+    settings (:class:`PackedTrainer`); the others whose layers are on the
+    allow-list train together in a graph pack (:mod:`.graph_pack`); the rest
+    train alone on the Keras path and say why. If a pack's training itself
+    fails, its runs are trained again one by one, so that one run's fault never
+    costs another run its result."""
+    from .graph_pack import GraphPack, graph_problem
     from .keras_trainer import run_alone
 
     sweep = setup.sweep
     cache: dict[Any, Any] = {}
-    members: list[tuple[int, BuiltRun, Chain, dict[str, Any], float]] = []
+    stacks: dict[tuple[Any, ...], list[tuple[int, BuiltRun, Chain, dict[str, Any], float]]] = {}
+    graphs: dict[int, list[tuple[int, BuiltRun]]] = {}
     results: dict[int, RunResult] = {}
-    reference: tuple[Any, ...] | None = None
     for i, (knobs, seed) in enumerate(runs):
         try:
             b = build_run(setup, knobs, seed, compile=False, cache=cache)
         except Exception as exc:
             results[i] = RunResult.failure(error_message(exc), setup.data.chance)
             continue
-        chain, why = chain_of(b.model)
-        if chain is not None and _loss_identity(b) is None:
-            why = "its loss is not one the packed trainer computes"
+        why = stack_problem(b.plan, knobs, setup.registry)
+        chain = None
+        if not why:
+            chain, why = chain_of(b.model)
+        if chain is not None and not why and _loss_identity(b) is None:
+            why = "its loss is not one the stacked trainer computes"
         opt = make_optimizer(b.plan, b.base_optimizer, b.steps_per_epoch, b.epochs) if chain is not None and not why else None
         why = why or (_optimizer_problem(opt) if opt is not None else "")
         if not why:
             cfg = {k: v for k, v in opt.get_config().items() if k not in ("name", "learning_rate")}
             shape = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format)
-            reference = reference or shape
-            if shape != reference:
-                why = "its model's shapes or optimizer settings differ from its pack's"
-        if why:
-            results[i] = run_alone(setup, knobs, seed, path_note=why)
+            stacks.setdefault(shape, []).append((i, b, chain, cfg, float(opt.get_config()["learning_rate"])))
             continue
-        members.append((i, b, chain, cfg, float(opt.get_config()["learning_rate"])))
-    if members:
-        _, first, _, cfg, _ = members[0]
+        try:  # a graph pack trains the run's own compiled model
+            g = build_run(setup, knobs, seed)
+            problem = graph_problem(g)
+        except Exception as exc:
+            results[i] = RunResult.failure(error_message(exc), setup.data.chance)
+            continue
+        if problem:
+            results[i] = run_alone(setup, knobs, seed, path_note=problem)
+            continue
+        graphs.setdefault(g.batch_size, []).append((i, g))
+    for shape, members in stacks.items():
         recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for _, b, _, _, _ in members]
         try:
-            trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, reference[0], cfg, [m[4] for m in members])
+            trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, shape[0], members[0][3], [m[4] for m in members])
             seconds = trainer.train(recorders, epoch_seconds)
-            error = None
         except Exception as exc:
-            seconds, error = 0.0, error_message(exc)
+            note = f"its stacked pack failed ({error_message(exc)[:200]}); trained alone"
+            for i, *_ in members:
+                results[i] = run_alone(setup, *runs[i], path_note=note)
+            continue
         chain = members[0][2]
         n_params = int(sum(k.size + b_.size for k, b_ in zip(chain.kernels, chain.biases)))
         for (i, b, _, _, _), rec in zip(members, recorders):
-            if error is not None:
-                results[i] = RunResult.failure(f"packed training failed: {error}", b.data.chance, path="packed", pack_size=len(members))
-            else:
-                results[i] = rec.finish(seconds=seconds / len(members), n_params=n_params, path="packed", pack_size=len(members), facts=b.facts)
+            results[i] = rec.finish(seconds=seconds / len(members), n_params=n_params, path="packed", pack_size=len(members), facts=b.facts)
+    for members in graphs.values():
+        built = [b for _, b in members]
+        recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for b in built]
+        try:
+            seconds = GraphPack(built, sweep).train(recorders, epoch_seconds)
+        except Exception as exc:
+            note = f"its graph pack failed ({error_message(exc)[:200]}); trained alone"
+            for i, _ in members:
+                results[i] = run_alone(setup, *runs[i], path_note=note)
+            continue
+        for (i, b), rec in zip(members, recorders):
+            results[i] = rec.finish(seconds=seconds / len(members), n_params=int(b.model.count_params()), path="packed",
+                                    pack_size=len(members), facts=b.facts)
     return [results[i] for i in range(len(runs))]
 
 
@@ -486,26 +518,23 @@ def _optimizer_problem(opt: Any) -> str | None:
 
 
 def base_problem(setup: Setup) -> str:
-    """Why no run of this sweep can be packed ("" if runs may be): the base model
-    must be a chain of Dense layers and element-wise activations."""
+    """Why no run of this sweep can be packed ("" if runs may be): the base
+    model, as built, must be a Dense chain (stacked) or be built from layers on
+    the graph pack's allow-list."""
     cached = getattr(setup, "_pack_problem", None)
     if cached is not None:
         return cached
     spec = setup.sweep.model
     if spec.kind == "mlp":
         problem = ""
-    elif spec.kind == "embedding":
-        problem = "the embedding model is not packed"
     else:
-        from remedysweep.remedies import ModelPlan
-
-        from .surgery import rewrite
+        from .graph_pack import graph_problem
 
         try:
-            model = setup.source.build(0, setup.data)
-            chain, problem = chain_of(rewrite(model, ModelPlan(), setup.data.input_shape).model)
+            built = build_run(setup, {}, 0)
+            chain, problem = chain_of(built.model)
+            problem = "" if chain is not None else graph_problem(built)
         except Exception as exc:
-            problem = f"the model cannot be read as a chain of layers: {error_message(exc)}"
-        problem = f"the model is not a chain of Dense layers: {problem}" if problem else ""
+            problem = f"the model cannot be read layer by layer: {error_message(exc)}"
     setup._pack_problem = problem  # type: ignore[attr-defined]
     return problem

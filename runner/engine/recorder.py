@@ -100,7 +100,7 @@ class Recorder:
                      nonfinite_epoch=self.nonfinite_epoch, error=error)
         swings = oscillations(self.curves["val_accuracy"], OSCILLATION_AMPLITUDE * (1 - self.chance))
         symptoms = [c.outcome.value] if c.outcome is not RunOutcome.HEALTHY else []
-        symptoms += run_symptoms(self.curves, swings, facts)
+        symptoms += run_symptoms(self.curves, swings, {**facts, "chance": self.chance})
         return RunResult(
             outcome=c.outcome,
             peak_val_accuracy=c.peak,
@@ -136,10 +136,12 @@ def diagnostics(
     weights: Sequence[Any],
     binary: bool,
     probe_metrics: Sequence[Any] = (),
+    penalty: Any = None,
 ) -> dict[str, Any]:
     """Per-slice diagnostics on the probe batch. Every tensor has a leading slice
     axis ``S``: logits ``[S, B, C]``, one-hot targets ``[S, B, C]``, hidden
     pre-activations ``[S, B, ..., units]``, gradients and weights ``[S, ...]``.
+    ``penalty``: the regularization losses, ``[S]`` (or a scalar for one slice).
     Returns ``[S]`` tensors (``dead_by_layer``: ``[S, layers]``)."""
     import tensorflow as tf
 
@@ -169,6 +171,8 @@ def diagnostics(
         dead = [tf.reduce_mean(tf.cast(tf.reduce_all(p <= 0.0, axis=list(range(1, len(p.shape) - 1))), tf.float32), axis=-1) for p in preacts]
         out["dead_by_layer"] = tf.stack(dead, axis=1)
         out["dead_fraction"] = tf.reduce_mean(out["dead_by_layer"], axis=1)
+    if penalty is not None:
+        out["penalty"] = penalty * tf.ones([S])
     for metric in probe_metrics if logits is not None else ():
         out[metric.name] = metric.fn(logits, targets, binary)
     return out

@@ -266,6 +266,7 @@ CURVE_COLUMNS: tuple[Column, ...] = (
     Column("grad_norm_last", "gradient norm of the output layer's kernel"),
     Column("zero_grad_fraction", "share of kernel gradient entries exactly zero"),
     Column("weight_norm", "global L2 norm of the trainable weights"),
+    Column("penalty", "the model's regularization losses (weight penalties, `model.losses`) at the epoch's end"),
     Column("nonfinite", "1 if the loss or weights were NaN/Inf at that epoch"),
     Column("<probe metric>", "curves a remedy adds, e.g. probe_keras_ce, probe_fused_ce, probe_unfused_ce"),
 )

@@ -557,6 +557,9 @@ class _Rewriter:
 
         roles_old = self._roles(model)
         memo: dict[int, Any] = {}
+        has_dropout = any(_is_dropout(l) for l in model._flatten_layers(include_self=False, recursive=True))
+        rate = self.plan.dropout_rate
+        self._inserted_dropout = self.plan.dropout or (rate if rate and not has_dropout else None)
 
         def operation_fn(old: Any) -> Any:
             if id(old) not in memo:
@@ -591,12 +594,12 @@ class _Rewriter:
                     act = self.plan.activation or original
                     self.preacts.append(out)
                     out = keras.layers.Activation(act, name=f"{name}_act")(out)
-                    if self.plan.dropout:
-                        out = keras.layers.Dropout(self.plan.dropout, name=f"{name}_dropout")(out)
+                    if self._inserted_dropout:
+                        out = keras.layers.Dropout(self._inserted_dropout, name=f"{name}_dropout")(out)
             elif role == "hidden_act":
                 self.preacts.append(args[0] if args else None)
-                if self.plan.dropout:
-                    out = keras.layers.Dropout(self.plan.dropout, name=f"{name}_dropout")(out)
+                if self._inserted_dropout:
+                    out = keras.layers.Dropout(self._inserted_dropout, name=f"{name}_dropout")(out)
             elif role == "output":
                 self.logits = out
                 units = int(out.shape[-1])
@@ -705,16 +708,14 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
     needs_hidden = [k for k in ("width", "min_width", "normalization", "kernel_constraint") if k in wanted]
     if needs_hidden and not c["hidden"]:
         raise NotApplicable(f"model.{needs_hidden[0]}: the model has no hidden Dense or convolution layer")
-    if "kernel_regularizer" in wanted and not c["hidden"] and not c["regularized"]:
+    if "kernel_regularizer" in wanted and wanted["kernel_regularizer"][0] != "none" and not c["hidden"] and not c["regularized"]:
         raise NotApplicable("model.kernel_regularizer: the model has no hidden Dense or convolution layer")
-    if "kernel_regularizer" in wanted and wanted["kernel_regularizer"][0] == "none" and not c["regularized"]:
-        raise NotApplicable("model.kernel_regularizer: the model has no weight regularizer to remove")
     if "activation" in wanted and not (rewriter.activations_seen - {"linear"}) and not rewriter.preacts:
         raise NotApplicable("model.activation: the model has no hidden activation to replace")
-    if "dropout" in wanted and not rewriter.preacts:
+    if "dropout" in wanted and not rewriter.preacts:  # noqa: SIM114
         raise NotApplicable("model.dropout: the model has no hidden activation to put dropout after")
-    if "dropout_rate" in wanted and not c["dropout_layers"]:
-        raise NotApplicable("model.dropout_rate: the model has no Dropout layer")
+    if "dropout_rate" in wanted and wanted["dropout_rate"] > 0 and not c["dropout_layers"] and not rewriter.preacts:
+        raise NotApplicable("model.dropout_rate: the model has no Dropout layer and no hidden activation to put one after")
     for old, new_layer, reinit in rewriter.pairs:
         if reinit:  # a changed initializer or input width: fresh weights, drawn from the seeded generator
             continue

@@ -24,6 +24,9 @@ SYMPTOMS: dict[str, str] = {
     "exploding_gradients": "the gradient norm passed 1000",
     "oscillation": "validation accuracy swung up and down three or more times",
     "unscaled_inputs": "the inputs are far from unit scale (mean |x| above 5 or max |x| above 100)",
+    "underfitting": "training accuracy stays far from 1 and close to the validation accuracy: the model cannot fit its own training data",
+    "slow_convergence": "the loss barely moves per epoch, or the accuracy is still climbing steeply at the last epoch",
+    "penalty_dominates": "the regularization penalty is most of the loss: the weights are pulled to zero instead of fitting the data",
     # from the model's structure and loss
     "softmax_twice": "softmax (or sigmoid) is applied twice at the output",
     "softmax_missing": "the model outputs logits but its loss expects probabilities (from_logits=False)",
@@ -31,7 +34,26 @@ SYMPTOMS: dict[str, str] = {
     "improper_output_activation": "the output activation is neither softmax, sigmoid nor linear (or a softmax over one unit)",
     "handwritten_loss": "a loss on probabilities that Keras cannot fuse into the stable form (hand-written, or not a cross-entropy)",
     "cannot_learn_easy_data": "the same model cannot learn easy data (one input pattern per class)",
+    # static faults, read off the model and its compile settings (engine/faults.py)
+    "bottleneck": "a hidden layer has fewer units than there are classes",
+    "linear_hidden": "hidden layers without an activation: stacked, they are one linear map",
+    "softmax_hidden": "softmax as a hidden activation",
+    "saturating_sgd": "sigmoid hidden layers trained by plain SGD: the gradients shrink layer by layer",
+    "constant_initializer": "a kernel starts with all weights equal (zeros or a constant): its units cannot differ",
+    "initializer_scale": "initial kernels far from the Glorot/He scale",
+    "negative_biases": "biases initialised so low that ReLUs start switched off",
+    "heavy_regularization": "an L1/L2 penalty far above the usual range (1e-5 to 1e-3)",
+    "heavy_dropout": "a dropout rate far above the usual range (0.1 to 0.5)",
+    "learning_rate_high": "the learning rate is far above its optimizer's usual range",
+    "learning_rate_low": "the learning rate is far below its optimizer's usual range",
+    "runaway_momentum": "momentum at 0.99 or more: the updates overshoot and keep going",
+    "no_signal": "nothing tried rose above chance and a plain reference classifier does no better: the labels may not follow from the inputs",
 }
+
+#: Symptoms read off the model and its settings before it trains.
+STATIC_FAULTS = ("bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd", "constant_initializer", "initializer_scale",
+                 "negative_biases", "heavy_regularization", "heavy_dropout", "learning_rate_high", "learning_rate_low",
+                 "runaway_momentum")
 
 OUTCOME_SYMPTOMS = ("collapsed", "never_learned", "diverged", "degraded", "failed")
 
@@ -63,6 +85,31 @@ def run_symptoms(curves: Mapping[str, Sequence[Any]], oscillation_count: int, fa
         out.append("oscillation")
     if facts.get("input_abs_mean", 0) > 5 or facts.get("input_abs_max", 0) > 100:
         out.append("unscaled_inputs")
+    out += learning_symptoms(curves, facts.get("chance"))
+    return out
+
+
+def learning_symptoms(curves: Mapping[str, Sequence[Any]], chance: float | None) -> list[str]:
+    """How a run that trains learns: underfitting, slow convergence, a penalty
+    that dominates the loss."""
+    out = []
+    acc, val = _finite(curves.get("accuracy", ())), _finite(curves.get("val_accuracy", ()))
+    loss = _finite(curves.get("loss", ()))
+    chance = chance if chance is not None and math.isfinite(chance) else 0.0
+    gap = max(1e-6, 1.0 - chance)
+    if len(acc) >= 3 and val:
+        fitted = (acc[-1] - chance) / gap  # how far from chance to 1 the training accuracy got
+        if 0.1 < fitted < 0.85 and acc[-1] - val[-1] < 0.1 * gap:
+            out.append("underfitting")
+    if len(loss) >= 3 and loss[0] > 0:
+        barely = (loss[0] - loss[-1]) / loss[0] < 0.1
+        window = max(2, len(val) // 4)
+        climbing = len(val) > window and (val[-1] - val[-1 - window]) > 0.1 * gap and val[-1] < chance + 0.9 * gap
+        if barely or climbing:
+            out.append("slow_convergence")
+    penalty = _finite(curves.get("penalty", ()))
+    if penalty and loss and loss[-1] > 0 and penalty[-1] > 0.5 * loss[-1]:
+        out.append("penalty_dominates")
     return out
 
 

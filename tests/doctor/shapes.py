@@ -323,3 +323,101 @@ def subclassed_dead_relu():
     model = Subclassed(bias=-4.0)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
+
+
+# ---------------------------------------------------------------- layer types packing covers
+
+
+def waves(n=400, seed=0):
+    """Three kinds of noisy waveforms, 32 steps, one channel."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, 32)
+    y = rng.integers(0, 3, n)
+    freq = np.array([2.0, 4.0, 7.0])[y]
+    x = np.sin(2 * np.pi * freq[:, None] * t[None] + rng.uniform(0, 6.3, (n, 1))) + 0.4 * rng.standard_normal((n, 32))
+    x = x.astype("float32")[..., None]
+    return (x[:300], y[:300]), (x[300:], y[300:])
+
+
+def token_sequences(n=400, seed=0, vocab=30, length=10):
+    """Integer token sequences; the class is which third of the vocabulary dominates."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    lo = 1 + y * (vocab // 3)
+    own = rng.integers(lo[:, None], lo[:, None] + vocab // 3 - 1, (n, length))
+    other = rng.integers(1, vocab, (n, length))
+    x = np.where(rng.random((n, length)) < 0.6, own, other).astype("int32")
+    return (x[:300], y[:300]), (x[300:], y[300:])
+
+
+def conv2d_batchnorm():
+    """Conv2D, BatchNormalization, a ReLU layer, pooling, Flatten, Dropout."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def conv1d_waves():
+    model = keras.Sequential([
+        keras.Input((32, 1)),
+        keras.layers.Conv1D(8, 5, padding="same"),
+        keras.layers.LeakyReLU(),
+        keras.layers.AveragePooling1D(2),
+        keras.layers.Conv1D(8, 3, activation="relu"),
+        keras.layers.GlobalMaxPooling1D(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def gru_tokens():
+    model = keras.Sequential([
+        keras.Input((10,), dtype="int32"),
+        keras.layers.Embedding(30, 8),
+        keras.layers.GRU(12),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def lstm_tokens():
+    model = keras.Sequential([
+        keras.Input((10,), dtype="int32"),
+        keras.layers.Embedding(30, 8),
+        keras.layers.LSTM(12),
+        keras.layers.LayerNormalization(),
+        keras.layers.Dense(3),
+        keras.layers.Softmax(),
+    ])
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def two_inputs_merged():
+    """Two inputs, Concatenate and Add, ELU and Activation layers."""
+    a, b = keras.Input((40,), name="top"), keras.Input((24,), name="bottom")
+    ha = keras.layers.ELU()(keras.layers.Dense(16)(a))
+    hb = keras.layers.Activation("tanh")(keras.layers.Dense(16)(b))
+    h = keras.layers.Concatenate()([ha, hb])
+    r = keras.layers.Dense(32, activation="relu")(h)
+    h = keras.layers.Add()([keras.layers.Dense(32)(h), r])
+    out = keras.layers.Dense(10, activation="softmax")(h)
+    model = keras.Model([a, b], out)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def digits_two():
+    (x_tr, y_tr), (x_va, y_va) = _digits()
+    return ((x_tr[:, :40], x_tr[:, 40:]), y_tr), ((x_va[:, :40], x_va[:, 40:]), y_va)

@@ -1,0 +1,181 @@
+"""Static faults: what a model's layers, weights and compile settings show before
+it trains (the fault families of DeepCrime's mutation operators and NeuraLint's
+rules): a bottleneck narrower than the classes, hidden layers without an
+activation or with a softmax, constant or badly scaled initial weights, biases
+that switch ReLUs off, regularizers and dropout far outside their usual ranges,
+a learning rate outside its optimizer's usual range, runaway momentum.
+
+:func:`static_faults` returns ``{name: evidence}``; the names are symptoms
+(:data:`~.symptoms.SYMPTOMS`) like those the runs show, and remedies suggest
+fixes for them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+#: The usual learning-rate range of each optimizer class, (low, high): outside
+#: it by a wide margin, training is far too slow or unstable.
+LEARNING_RATES: dict[str, tuple[float, float]] = {
+    "SGD": (1e-3, 1.0),
+    "SGD+momentum": (1e-4, 0.3),
+    "Adam": (1e-5, 3e-2),
+    "AdamW": (1e-5, 3e-2),
+    "Nadam": (1e-5, 3e-2),
+    "Adamax": (1e-5, 5e-2),
+    "RMSprop": (1e-5, 2e-2),
+    "Adagrad": (1e-3, 1.0),
+    "Adadelta": (1e-2, 10.0),
+    "Lion": (1e-6, 3e-3),
+}
+#: L1/L2 factors above this dominate the loss of a classifier (usual: 1e-5 to 1e-3).
+HEAVY_PENALTY = 0.01
+#: Dropout rates above this leave too little signal (usual: 0.1 to 0.5).
+HEAVY_DROPOUT = 0.6
+#: Momentum (SGD's, or Adam's beta_1) at or above this runs away.
+RUNAWAY_MOMENTUM = 0.99
+#: Initial kernel scale this many times above or below Glorot's.
+SCALE_FACTOR = 5.0
+
+
+def _fans(kernel: np.ndarray) -> tuple[int, int]:
+    if kernel.ndim < 2:
+        return 1, 1
+    receptive = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
+    return kernel.shape[-2] * receptive, kernel.shape[-1] * receptive
+
+
+def _weighted_layers(model: Any) -> list[Any]:
+    from .surgery import _kinds
+
+    weighted = _kinds()[0]
+    return [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, weighted)]
+
+
+def _factor(reg: Any) -> float:
+    if reg is None:
+        return 0.0
+    values = [getattr(reg, k, 0.0) or 0.0 for k in ("l1", "l2")]
+    try:
+        return float(max(float(v) for v in values))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def static_faults(model: Any, n_classes: int) -> dict[str, str]:
+    """Faults read off a built, compiled base model: ``{symptom name: evidence}``."""
+    from .surgery import activation_name, main_kernel, structure, to_functional
+
+    out: dict[str, str] = {}
+    layers = _weighted_layers(model)
+    functional = to_functional(model)
+    s = structure(functional) if functional is not None else None
+    hidden = list(s.hidden) if s is not None else layers[:-1]
+
+    widths = [(l.name, int(getattr(l, "units", 0) or getattr(l, "filters", 0) or 0)) for l in hidden]
+    narrow = [(n, w) for n, w in widths if 0 < w < max(n_classes, 2)]
+    if narrow:
+        name, w = min(narrow, key=lambda t: t[1])
+        out["bottleneck"] = f"hidden layer {name!r} has {w} unit(s) for {n_classes} classes"
+
+    if s is not None and hidden:
+        linear = [l.name for l in s.linear_hidden]
+        if linear and 2 * len(linear) >= len(hidden):
+            out["linear_hidden"] = (f"{len(linear)} of {len(hidden)} hidden layers ({', '.join(repr(n) for n in linear[:3])}) have no activation: "
+                                    "stacked, they are one linear map")
+        softmax = [l.name for l in hidden if activation_name(l) == "softmax"] + [l.name for l in s.hidden_softmax]
+    else:
+        softmax = [l.name for l in hidden if activation_name(l) == "softmax"]
+    if softmax:
+        out["softmax_hidden"] = f"softmax as a hidden activation in {', '.join(repr(n) for n in softmax[:3])}"
+
+    saturating = [l.name for l in hidden if activation_name(l) in ("sigmoid", "hard_sigmoid")]
+    opt_name, lr, momentum = _optimizer_facts(model)
+    if saturating and opt_name == "SGD" and momentum < 0.5:
+        out["saturating_sgd"] = f"sigmoid hidden layers ({len(saturating)}) trained by plain SGD: gradients shrink layer by layer"
+
+    constant, scaled = [], []
+    for l in layers:
+        kernel = main_kernel(l)
+        if kernel is None:
+            continue
+        k = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel)
+        if k.size < 2:
+            continue
+        if float(np.ptp(k)) == 0.0:
+            constant.append(f"{l.name!r} (all {float(k.flat[0]):g})")
+            continue
+        fan_in, fan_out = _fans(k)
+        glorot = math.sqrt(2.0 / (fan_in + fan_out))
+        ratio = float(np.std(k)) / glorot
+        if ratio > SCALE_FACTOR * math.sqrt(2) or ratio < 1.0 / (SCALE_FACTOR * 4):
+            scaled.append(f"{l.name!r} (std {float(np.std(k)):.3g}, {ratio:.3g}x Glorot's)")
+    if constant:
+        out["constant_initializer"] = f"every weight of {', '.join(constant[:3])} starts equal: the units cannot differ"
+    if scaled:
+        out["initializer_scale"] = f"initial kernels far from the Glorot/He scale: {', '.join(scaled[:3])}"
+
+    relu_family = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu"}
+    dead = []
+    for l in hidden:
+        bias = getattr(l, "bias", None)
+        if bias is None or activation_name(l) not in relu_family and (s is None or id(l) not in s.activated):
+            continue
+        b = np.asarray(bias.numpy())
+        if b.size and float(np.median(b)) <= -1.0:
+            dead.append(f"{l.name!r} (median bias {float(np.median(b)):.3g})")
+    if dead:
+        out["negative_biases"] = f"biases that switch ReLUs off: {', '.join(dead[:3])}"
+
+    heavy = []
+    for l in layers:
+        for attr in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_regularizer", "pointwise_regularizer"):
+            f = _factor(getattr(l, attr, None))
+            if f > HEAVY_PENALTY:
+                heavy.append(f"{attr.split('_')[0]} penalty {f:g} on {l.name!r}")
+    if heavy:
+        out["heavy_regularization"] = f"{', '.join(heavy[:3])} (usual: 1e-5 to 1e-3)"
+
+    from .surgery import _is_dropout
+
+    drops = [(l.name, float(l.rate)) for l in model._flatten_layers(include_self=False, recursive=True) if _is_dropout(l)]
+    high = [(n, r) for n, r in drops if r > HEAVY_DROPOUT]
+    if high:
+        out["heavy_dropout"] = f"dropout rate {max(r for _, r in high):g} in {', '.join(repr(n) for n, _ in high[:3])} (usual: 0.1 to 0.5)"
+
+    if lr is not None and opt_name:
+        key = "SGD+momentum" if opt_name == "SGD" and momentum > 0 else opt_name
+        low, high_lr = LEARNING_RATES.get(key, (1e-5, 1.0))
+        if lr > high_lr * 3:
+            out["learning_rate_high"] = f"{opt_name} at learning rate {lr:.3g}, above its usual range {low:g} to {high_lr:g}"
+        elif lr < low / 3:
+            out["learning_rate_low"] = f"{opt_name} at learning rate {lr:.3g}, below its usual range {low:g} to {high_lr:g}"
+    if momentum >= RUNAWAY_MOMENTUM:
+        out["runaway_momentum"] = f"{opt_name} momentum {momentum:g}: updates keep their direction for ~{1 / (1 - momentum + 1e-12):.0f} steps"
+    return out
+
+
+def _optimizer_facts(model: Any) -> tuple[str, float | None, float]:
+    """(class name, learning rate, momentum) of the optimizer that updates the weights."""
+    import keras
+
+    opt = getattr(model, "optimizer", None)
+    opt = getattr(opt, "inner_optimizer", None) or opt
+    if opt is None:
+        return "", None, 0.0
+    try:
+        lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
+    except Exception:
+        lr = None
+    cfg = {}
+    try:
+        cfg = opt.get_config()
+    except Exception:
+        pass
+    momentum = float(cfg.get("momentum", 0.0) or 0.0) if type(opt).__name__ == "SGD" else float(cfg.get("beta_1", 0.0) or 0.0)
+    if type(opt).__name__ not in ("SGD",) and momentum < RUNAWAY_MOMENTUM:
+        momentum = 0.0  # Adam's beta_1 counts only when it runs away
+    return type(opt).__name__, lr, momentum

@@ -1,0 +1,201 @@
+"""Graph packs: runs of any model built from allow-listed layers, trained
+together in one compiled function.
+
+Each run keeps its own compiled Keras model: its loss (the user's own
+included), optimizer class and settings (mixed precision included), metrics,
+batch-norm statistics, dropout generators and widths. One ``tf.function``
+advances every run of the pack by a range of steps, calling each model's own
+``train_step`` on the run's own batches (:func:`~.data.epoch_order`), then
+each model's ``test_step`` over the validation set, as ``fit`` does. Nothing
+is shared but the compiled function, so a slice is the run trained alone
+through ``fit``, step for step; what the pack saves is Keras's per-step
+Python loop, dispatch and callbacks, run by run, and the two cores are kept
+busy by independent slices. A slice that stopped (early stop, NaN) is skipped
+from its next step on: ``tf.cond`` on a per-slice flag, so it costs nothing.
+
+What may be packed is an allow-list of Keras layers (:data:`LAYERS`): a model
+with any other layer, its own ``train_step``, or a plugin's callbacks trains on
+the Keras path, and ``trials.csv`` says why (:func:`graph_problem`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .build import BuiltRun
+from .data import epoch_order, map_inputs
+from .recorder import Recorder
+
+#: Keras layers a graph pack trains (each stays the run's own object).
+LAYERS = frozenset({
+    "InputLayer", "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+    "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "Flatten", "Reshape", "Permute", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D",
+    "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D",
+    "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+    "Embedding", "GRU", "LSTM", "SimpleRNN", "Bidirectional", "GRUCell", "LSTMCell", "SimpleRNNCell",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Identity", "ActivityRegularization",
+    "Normalization", "Rescaling", "Discretization", "CategoryEncoding", "StringLookup", "IntegerLookup", "TextVectorization",
+    "Functional", "Sequential",
+})
+
+
+def graph_problem(built: BuiltRun) -> str:
+    """Why this run cannot join a graph pack ("" if it can)."""
+    import keras
+
+    model = built.model
+    if built.plan.fit.callbacks:
+        return "a plugin's callbacks run inside fit"
+    for method in ("train_step", "test_step", "compute_loss"):
+        own = getattr(type(model), method, None)
+        if own is not None and not getattr(own, "__module__", "").startswith("keras."):
+            return f"the model's own {method} is not packed"
+    if not isinstance(model, keras.Model):
+        return "not a Keras model"
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        if cls.__name__ not in LAYERS or not cls.__module__.startswith("keras."):
+            return f"layer {layer.name!r} ({cls.__name__}) is not on the packed allow-list"
+    opt = getattr(model, "optimizer", None)
+    inner = getattr(opt, "inner_optimizer", None) or opt
+    if inner is None or not type(inner).__module__.startswith("keras."):
+        return "a plugin's own optimizer is not packed"
+    if getattr(model, "run_eagerly", False):
+        return "the model runs eagerly"
+    return ""
+
+
+class GraphPack:
+    """Train compiled runs of one batch size together (see the module text)."""
+
+    def __init__(self, runs: Sequence[BuiltRun], sweep: Any):
+        import tensorflow as tf
+
+        self.runs, self.sweep = list(runs), sweep
+        self.S = len(self.runs)
+        first = self.runs[0]
+        self.batch = first.batch_size
+        self.n = first.data.n_train
+        self.steps = first.steps_per_epoch
+        data_of: dict[int, Any] = {}
+        self.x_train, self.x_val = [], []
+        for r in self.runs:  # runs of one pack share their data unless a knob scaled it
+            if id(r.data) not in data_of:
+                data_of[id(r.data)] = (map_inputs(r.data.x_train, tf.constant), map_inputs(r.data.x_val, tf.constant))
+            xt, xv = data_of[id(r.data)]
+            self.x_train.append(xt)
+            self.x_val.append(xv)
+        self.y_train = [tf.constant(r.y_train) for r in self.runs]
+        self.y_val = [tf.constant(r.y_val) for r in self.runs]
+        self.n_val = len(first.data.y_val)
+        self.val_batch = max(self.batch, 256)
+        for r, xt, yt in zip(self.runs, self.x_train, self.y_train):
+            sample = (map_inputs(xt, lambda a: a[: self.batch]), yt[: self.batch])
+            r.model._symbolic_build(data_batch=sample)  # optimizer, loss and metric state built before tracing, as fit does
+            if r.model.optimizer is not None and not r.model.optimizer.built:
+                r.model.optimizer.build(r.model.trainable_variables)
+        self._train_range = tf.function(self._train_range_py)
+        self._validate = tf.function(self._validate_py)
+
+    # -- the compiled parts --------------------------------------------------------
+
+    def _train_range_py(self, orders: Any, start: Any, stop: Any, active: Any) -> Any:
+        """Steps ``[start, stop)`` of the epoch whose per-slice data order is
+        ``orders`` ``[S, n]``, for the slices ``active`` ``[S]`` marks."""
+        import tensorflow as tf
+
+        for step in tf.range(start, stop):
+            lo = step * self.batch
+            hi = tf.minimum(lo + self.batch, self.n)
+            for s, run in enumerate(self.runs):
+
+                def one(s: int = s, run: BuiltRun = run) -> Any:
+                    idx = orders[s, lo:hi]
+                    x = map_inputs(self.x_train[s], lambda a: tf.gather(a, idx))
+                    run.model.train_step((x, tf.gather(self.y_train[s], idx)))
+                    return tf.constant(0)
+
+                tf.cond(active[s], one, lambda: tf.constant(0))
+        return tf.constant(0)
+
+    def _validate_py(self, active: Any) -> Any:
+        """Each active slice's ``test_step`` over the validation set, in batches."""
+        import tensorflow as tf
+
+        batches = -(-self.n_val // self.val_batch)
+        for s, run in enumerate(self.runs):
+
+            def one(s: int = s, run: BuiltRun = run) -> Any:
+                for b in tf.range(batches):
+                    lo = b * self.val_batch
+                    hi = tf.minimum(lo + self.val_batch, self.n_val)
+                    x = map_inputs(self.x_val[s], lambda a: a[lo:hi])
+                    run.model.test_step((x, self.y_val[s][lo:hi]))
+                return tf.constant(0)
+
+            tf.cond(active[s], one, lambda: tf.constant(0))
+        return tf.constant(0)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def train(self, recorders: list[Recorder], epoch_seconds: list[float] | None = None) -> float:
+        import tensorflow as tf
+
+        from .keras_trainer import make_probe
+
+        probes = [make_probe(r, self.sweep.training.probe_size) for r in self.runs]
+        epochs = self.sweep.training.epochs
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            live = [not rec.stopped for rec in recorders]
+            if not any(live):
+                break
+            active = tf.constant(live)
+            for r, on in zip(self.runs, live):
+                if on:
+                    r.model.reset_metrics()
+            orders = tf.constant(np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs]))
+            cuts = [0, *(recorders[0].probe_steps if epoch < recorders[0].probe_epochs else []), self.steps]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                self._train_range(orders, tf.constant(a), tf.constant(b), active)
+                if b < self.steps:
+                    for s, rec in enumerate(recorders):
+                        if live[s]:
+                            rec.add_probe(epoch, b, probes[s][1]())
+            logs = [_floats(r.model.get_metrics_result()) if on else {} for r, on in zip(self.runs, live)]
+            for r, on in zip(self.runs, live):
+                if on:
+                    r.model.reset_metrics()
+            self._validate(active)
+            for s, (r, on) in enumerate(zip(self.runs, live)):
+                if not on:
+                    continue
+                logs[s].update({f"val_{k}": v for k, v in _floats(r.model.get_metrics_result()).items()})
+                d = probes[s][0]()
+                recorders[s].end_epoch(logs[s], d, d.get("weights_finite", True))
+            if epoch_seconds is not None:
+                epoch_seconds.append(time.perf_counter() - started)
+        return time.perf_counter() - t0
+
+
+def _floats(logs: dict[str, Any]) -> dict[str, float]:
+    """Keras's metric results as numbers (nested results flattened)."""
+    out: dict[str, float] = {}
+    for k, v in logs.items():
+        if isinstance(v, dict):
+            out.update(_floats(v))
+        else:
+            try:
+                out[k] = float(np.asarray(v))
+            except (TypeError, ValueError):
+                continue
+    return out
