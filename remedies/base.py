@@ -385,7 +385,8 @@ class Remedy:
     Optional contributions, all defaulting to nothing: :meth:`probe_metrics`
     (extra curves), :meth:`run_facts` (values recorded once per run),
     :meth:`report_section` (a section of the report), :meth:`suggest` and
-    :meth:`describe_change` (what ``doctor`` may try, and the code change).
+    :meth:`describe_change` (what ``doctor`` may try for which symptoms, and the
+    code change), :meth:`explore` (values doctor's exploration may try).
     """
 
     name: ClassVar[str] = ""
@@ -428,6 +429,11 @@ class Remedy:
         """Values ``doctor`` should try for a model with these symptoms, most
         promising first. ``facts`` describe the model (``learning_rate``,
         ``hidden_activations``, ``output_units``, ...)."""
+        return ()
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        """Values ``doctor``'s exploration may try on this model whatever its
+        symptoms (after the targeted ``suggest`` values), as Optuna's search space."""
         return ()
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:

@@ -21,5 +21,9 @@ class BatchSizeRemedy(Remedy):
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
         return [int(facts.get("batch_size", 32)) * 4] if "oscillation" in symptoms else ()
 
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        b = int(facts.get("batch_size", 32))
+        return [v for v in (b // 4, b * 4) if v >= 4]
+
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         return f"batch_size={value} in fit()"

@@ -22,9 +22,12 @@ class DropoutRateRemedy(Remedy):
         model.set("dropout_rate", float(value), by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
-        if "heavy_dropout" in symptoms or {"underfitting", "dropout_layers"} <= (symptoms | set(facts.get("tags", ()))):
+        if "heavy_dropout" in symptoms or ("underfitting" in symptoms and facts.get("dropout_layers")):
             return [0.0, 0.2]
         return ()
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return [0.0, 0.2] if facts.get("dropout_layers") else ()
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         if float(value) == 0.0:

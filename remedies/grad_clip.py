@@ -28,7 +28,10 @@ class GradClipRemedy(Remedy):
             compile.set("clipvalue", 0.5, by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
-        return ["global_norm_1"] if symptoms & {"diverged", "exploding_gradients", "exploding_logits"} else ()
+        return ["global_norm_1"] if symptoms & {"diverged", "exploding_gradients", "exploding_logits", "initializer_scale"} else ()
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["global_norm_1"]
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         return {"norm_1": "clipnorm=1.0 on the optimizer", "global_norm_1": "global_clipnorm=1.0 on the optimizer",

@@ -23,9 +23,14 @@ class InitializerRemedy(Remedy):
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
         relu = set(facts.get("hidden_activations", ())) & {"relu", "leaky_relu", "elu", "gelu", "swish", "silu"}
+        if symptoms & {"constant_initializer", "initializer_scale", "negative_biases"}:
+            return ["he_normal", "glorot_uniform"] if relu else ["glorot_uniform", "he_normal"]
         if relu and symptoms & {"dead_units", "exploding_gradients", "vanishing_gradients"}:
             return ["he_normal"]
         return ()
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["he_normal", "glorot_uniform"]
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         return f"kernel_initializer='{value}', bias_initializer='zeros' on every layer"

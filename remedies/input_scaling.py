@@ -26,6 +26,9 @@ class InputScalingRemedy(Remedy):
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
         return ["standardize"] if "unscaled_inputs" in symptoms else ()
 
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["standardize"] if "input_abs_mean" in facts else ()
+
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         if value == "standardize":
             return "standardize the inputs: x = (x - x_train.mean(0)) / x_train.std(0)"

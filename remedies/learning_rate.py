@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from .base import CompilePlan, FloatRange, Remedy
+
+#: Each optimizer class's usual learning rates (low, typical, high); far outside,
+#: training is too slow or unstable. Read by the static fault checks too.
+USUAL_LEARNING_RATES: dict[str, tuple[float, float, float]] = {
+    "SGD": (1e-3, 1e-2, 1.0),
+    "SGD+momentum": (1e-4, 1e-2, 0.3),
+    "Adam": (1e-5, 1e-3, 3e-2),
+    "AdamW": (1e-5, 1e-3, 3e-2),
+    "Nadam": (1e-5, 1e-3, 3e-2),
+    "Adamax": (1e-5, 2e-3, 5e-2),
+    "RMSprop": (1e-5, 1e-3, 2e-2),
+    "Adagrad": (1e-3, 1e-2, 1.0),
+    "Adadelta": (1e-2, 1.0, 10.0),
+    "Lion": (1e-6, 1e-4, 3e-3),
+}
+TOO_HIGH = {"collapsed", "diverged", "exploding_logits", "exploding_gradients", "zero_gradients", "oscillation", "degraded",
+            "learning_rate_high", "runaway_momentum"}
+TOO_LOW = {"never_learned", "vanishing_gradients", "cannot_learn_easy_data", "slow_convergence", "learning_rate_low", "saturating_sgd"}
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.3g}")
+
+
+def usual(facts: Mapping[str, Any]) -> tuple[float, float, float]:
+    name = str(facts.get("optimizer", ""))
+    if name == "SGD" and facts.get("momentum"):
+        name = "SGD+momentum"
+    return USUAL_LEARNING_RATES.get(name, (1e-5, 1e-3, 1.0))
 
 
 class LearningRateRemedy(Remedy):
@@ -22,16 +52,30 @@ class LearningRateRemedy(Remedy):
         compile.set("learning_rate", float(value), by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
+        """Decades in the direction the symptoms point; a rate far outside its
+        optimizer's usual range gets that optimizer's typical rate first."""
         lr = facts.get("learning_rate")
         if not lr:
             return ()
+        low, typical, high = usual(facts)
         out: list[float] = []
-        too_high = {"collapsed", "diverged", "exploding_logits", "exploding_gradients", "zero_gradients", "oscillation", "degraded"}
-        if symptoms & too_high:
+        if "learning_rate_high" in symptoms or "learning_rate_low" in symptoms:
+            out.append(typical)
+            steps = round(math.log10(typical / lr))
+            out += [lr * 10 ** k for k in (range(1, steps) if steps > 0 else range(-1, steps, -1))]
+        if symptoms & TOO_HIGH:
             out += [lr / 10, lr / 100]
-        elif symptoms & {"never_learned", "vanishing_gradients", "cannot_learn_easy_data"} and lr * 10 <= 0.5:
-            out += [lr * 10]
-        return [float(f"{v:.3g}") for v in dict.fromkeys(out) if 1e-6 <= v <= 10.0]
+        elif symptoms & TOO_LOW and lr * 10 <= 1.0:
+            out += [lr * 10, lr * 100]
+        return [_round(v) for v in dict.fromkeys(out) if 1e-6 <= v <= 10.0 and abs(v - lr) > 1e-12]
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        lr = facts.get("learning_rate")
+        if not lr:
+            return ()
+        low, typical, high = usual(facts)
+        values = [lr / 100, lr / 10, lr * 10, lr * 100, typical, typical * 10, typical / 10]
+        return [_round(v) for v in dict.fromkeys(values) if 1e-6 <= v <= 10.0 and abs(v - lr) > 1e-12]
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         before = facts.get("learning_rate")

@@ -175,6 +175,9 @@ class LossRemedy(Remedy):
                    "improper_output_activation", "softmax_missing", "probabilities_from_logits"}
         return ["fused_logits"] if symptoms & trigger else ()
 
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["fused_logits"] if facts.get("rewritable") else ()
+
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         binary = facts.get("output_units") == 1
         if value == "fused_logits":

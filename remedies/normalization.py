@@ -25,9 +25,13 @@ class NormalizationRemedy(Remedy):
             model.set("normalization", value, by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
-        if symptoms & {"vanishing_gradients", "exploding_gradients", "dead_units", "cannot_learn_easy_data", "collapsed"}:
+        if symptoms & {"vanishing_gradients", "exploding_gradients", "dead_units", "cannot_learn_easy_data", "collapsed",
+                       "initializer_scale", "saturating_sgd"}:
             return ["batchnorm"]
         return ()
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["batchnorm"] if facts.get("hidden_layers") else ()
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         return f"keras.layers.{LAYERS[value]}() between each hidden layer and its activation"

@@ -48,9 +48,18 @@ class OptimizerRemedy(Remedy):
         compile.set("optimizer", OptimizerFactory(value), by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
-        if symptoms & {"never_learned", "vanishing_gradients", "cannot_learn_easy_data"} and facts.get("optimizer") == "SGD":
-            return ["adam"]
-        return ()
+        out = []
+        sgd = facts.get("optimizer") == "SGD"
+        if "runaway_momentum" in symptoms:
+            out += ["adam", "momentum"] if sgd else ["adam"]
+        if sgd and symptoms & {"never_learned", "vanishing_gradients", "cannot_learn_easy_data", "saturating_sgd", "slow_convergence",
+                               "learning_rate_low"}:
+            out.append("adam")
+        return list(dict.fromkeys(out))
+
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        current = {"SGD": "momentum" if facts.get("momentum") else "sgd", "Adam": "adam", "RMSprop": "rmsprop"}.get(str(facts.get("optimizer")))
+        return [v for v in ("adam", "momentum", "rmsprop") if v != current]
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         cls, extra = OPTIMIZERS[value]

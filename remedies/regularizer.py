@@ -43,6 +43,9 @@ class RegularizerRemedy(Remedy):
             out.append("maxnorm")
         return out
 
+    def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
+        return ["remove"] if facts.get("regularized") else ["l2"]
+
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         return {
             "l2": f"kernel_regularizer=keras.regularizers.L2({L2_FACTOR}) on hidden layers",

@@ -17,7 +17,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--data", required=True, help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
     d.add_argument("--epochs", type=int, default=10)
     d.add_argument("--seeds", type=int, default=3)
-    d.add_argument("--budget", type=int, default=30, help="most runs of the targeted search (default 30)")
+    d.add_argument("--budget", type=int, default=48, help="most runs of the search, confirmation aside (default 48)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also try remedies from a local file")
     d.add_argument("--out", default="doctor", help="folder for doctor.html and doctor.json (default: doctor)")
     d.add_argument("--json", action="store_true", help="print the machine-readable verdict on stdout")
@@ -27,8 +27,6 @@ def main(args: argparse.Namespace) -> int:
     from remedysweep.cli import fail
     from remedysweep.doctor import diagnose_sources, write_doctor_report
 
-    if args.epochs < 1 or args.seeds < 1 or args.budget < 0:
-        return fail("--epochs and --seeds must be at least 1, --budget at least 0")
     echo = (lambda s: print(s, file=sys.stderr)) if args.json else print
     verdict = diagnose_sources(args.model, args.data, epochs=args.epochs, seeds=args.seeds, budget=args.budget,
                                plugins=tuple(args.plugin), echo=echo, out=args.out)

@@ -17,20 +17,6 @@ from typing import Any
 
 import numpy as np
 
-#: The usual learning-rate range of each optimizer class, (low, high): outside
-#: it by a wide margin, training is far too slow or unstable.
-LEARNING_RATES: dict[str, tuple[float, float]] = {
-    "SGD": (1e-3, 1.0),
-    "SGD+momentum": (1e-4, 0.3),
-    "Adam": (1e-5, 3e-2),
-    "AdamW": (1e-5, 3e-2),
-    "Nadam": (1e-5, 3e-2),
-    "Adamax": (1e-5, 5e-2),
-    "RMSprop": (1e-5, 2e-2),
-    "Adagrad": (1e-3, 1.0),
-    "Adadelta": (1e-2, 10.0),
-    "Lion": (1e-6, 3e-3),
-}
 #: L1/L2 factors above this dominate the loss of a classifier (usual: 1e-5 to 1e-3).
 HEAVY_PENALTY = 0.01
 #: Dropout rates above this leave too little signal (usual: 0.1 to 0.5).
@@ -147,8 +133,9 @@ def static_faults(model: Any, n_classes: int) -> dict[str, str]:
         out["heavy_dropout"] = f"dropout rate {max(r for _, r in high):g} in {', '.join(repr(n) for n, _ in high[:3])} (usual: 0.1 to 0.5)"
 
     if lr is not None and opt_name:
-        key = "SGD+momentum" if opt_name == "SGD" and momentum > 0 else opt_name
-        low, high_lr = LEARNING_RATES.get(key, (1e-5, 1.0))
+        from remedysweep.remedies.learning_rate import usual
+
+        low, _, high_lr = usual({"optimizer": opt_name, "momentum": momentum})
         if lr > high_lr * 3:
             out["learning_rate_high"] = f"{opt_name} at learning rate {lr:.3g}, above its usual range {low:g} to {high_lr:g}"
         elif lr < low / 3:
@@ -156,6 +143,25 @@ def static_faults(model: Any, n_classes: int) -> dict[str, str]:
     if momentum >= RUNAWAY_MOMENTUM:
         out["runaway_momentum"] = f"{opt_name} momentum {momentum:g}: updates keep their direction for ~{1 / (1 - momentum + 1e-12):.0f} steps"
     return out
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """What the remedies' ``suggest`` and ``explore`` hooks read of a model beyond
+    :class:`~.surgery.ModelInfo`: hidden widths, momentum, Dropout layers, penalties."""
+    from .surgery import _is_dropout, structure, to_functional
+
+    functional = to_functional(model)
+    layers = _weighted_layers(model)
+    hidden = structure(functional).hidden if functional is not None else layers[:-1]
+    _, _, momentum = _optimizer_facts(model)
+    all_layers = model._flatten_layers(include_self=False, recursive=True)
+    return {
+        "hidden_widths": [int(getattr(l, "units", 0) or getattr(l, "filters", 0) or 0) for l in hidden],
+        "momentum": momentum,
+        "dropout_layers": sum(_is_dropout(l) for l in all_layers),
+        "regularized": any(getattr(l, a, None) is not None for l in layers
+                           for a in ("kernel_regularizer", "bias_regularizer", "activity_regularizer")),
+    }
 
 
 def _optimizer_facts(model: Any) -> tuple[str, float | None, float]:
@@ -175,7 +181,7 @@ def _optimizer_facts(model: Any) -> tuple[str, float | None, float]:
         cfg = opt.get_config()
     except Exception:
         pass
-    momentum = float(cfg.get("momentum", 0.0) or 0.0) if type(opt).__name__ == "SGD" else float(cfg.get("beta_1", 0.0) or 0.0)
-    if type(opt).__name__ not in ("SGD",) and momentum < RUNAWAY_MOMENTUM:
+    momentum = float(cfg.get("momentum", 0.0) or 0.0) if type(opt).__name__ in ("SGD", "RMSprop") else float(cfg.get("beta_1", 0.0) or 0.0)
+    if type(opt).__name__ not in ("SGD", "RMSprop") and momentum < RUNAWAY_MOMENTUM:
         momentum = 0.0  # Adam's beta_1 counts only when it runs away
     return type(opt).__name__, lr, momentum

@@ -55,8 +55,12 @@ KERAS_LOSSES = frozenset({"categorical_crossentropy", "sparse_categorical_crosse
 # XLA: the optimizer update (element-wise, memory-bound) is compiled with XLA,
 # which fuses Keras's dozen element-wise passes over the stacked weights into
 # one: measured 37 ms -> 12 ms per Adam step for 45 slices of the quick sweep's
-# MLP. The matmuls stay in plain graph mode, which was faster there.
+# MLP. The matmuls stay in plain graph mode, which was faster there. For small
+# packs the compilation costs more than it saves (0.4 s a pack, and slower
+# steps, for two slices of a 5k-parameter MLP): XLA only from this many stacked
+# weights on.
 JIT_OPTIMIZER = True
+JIT_MIN_WEIGHTS = 2_000_000
 
 
 def pack_key(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> tuple[str | None, str]:
@@ -238,7 +242,8 @@ class PackedTrainer:
                                                         (S, len(idx), 1 if self.binary else self.data.n_classes)).copy())
         self.metrics = self.runs[0].probe_metrics
         self._train_range = tf.function(self._train_range_py)
-        self._apply = tf.function(self._apply_py, jit_compile=JIT_OPTIMIZER)
+        stacked = sum(int(np.prod(v.shape)) for v in self.variables)
+        self._apply = tf.function(self._apply_py, jit_compile=JIT_OPTIMIZER and stacked >= JIT_MIN_WEIGHTS)
         self._epoch_end = tf.function(self._epoch_end_py)
 
     # -- pieces of the graph ---------------------------------------------------
@@ -538,3 +543,36 @@ def base_problem(setup: Setup) -> str:
             problem = f"the model cannot be read layer by layer: {error_message(exc)}"
     setup._pack_problem = problem  # type: ignore[attr-defined]
     return problem
+
+
+def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> list[RunResult]:
+    """Train ``runs`` in this process, packed wherever the sweep packs and the
+    runs allow (one pack per pack key, at most ``max_pack`` runs each), the
+    rest alone on the Keras path with the reason; results in the order given.
+    What ``doctor`` and ``bench`` use for a batch of runs."""
+    from .config import build_plan
+    from .keras_trainer import run_alone
+
+    sweep = setup.sweep
+    results: dict[int, RunResult] = {}
+    groups: dict[str, list[int]] = {}
+    problem = base_problem(setup) if sweep.training.pack else ""
+    for i, (knobs, seed) in enumerate(runs):
+        why = problem
+        key = None
+        if sweep.training.pack and not why:
+            try:
+                key, why = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
+            except Exception as exc:
+                key, why = None, error_message(exc)
+        if key is None:
+            results[i] = run_alone(setup, knobs, seed, path_note=why)
+        else:
+            groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        size = max(1, sweep.training.max_pack)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            for i, r in zip(chunk, train_pack(setup, [runs[i] for i in chunk])):
+                results[i] = r
+    return [results[i] for i in range(len(runs))]

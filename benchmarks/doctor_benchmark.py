@@ -1,0 +1,209 @@
+"""The doctor benchmark: mutants of five healthy classifiers (benchmarks/doctor/cases.py),
+kept where the fault shows in plain Keras, diagnosed by ``remedysweep doctor``
+and, at the same run budget, by Optuna's random sampler over the same remedies.
+
+    python benchmarks/doctor_benchmark.py --out runs/doctor-bench            # everything (hours on 2 cores)
+    python benchmarks/doctor_benchmark.py --subjects wine --operators l2_3,bottleneck --arms targeted
+
+A mutant is kept when its median final validation accuracy over the seeds, in
+plain Keras, is more than 0.05 below the healthy model's. A case counts as
+repaired when doctor's verified fix reaches a median final accuracy within 0.05
+of the healthy model's. A false fix is any fix claimed on a healthy model or on
+no-signal data (labels shuffled against the inputs). Prints the table and
+writes ``benchmark.json`` (resumable: finished cases are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = HERE / "doctor" / "cases.py"
+sys.path.insert(0, str(HERE / "doctor"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def plain_keras(subject: str, operator: str, epochs: int, seeds: int) -> list[float]:
+    """Final validation accuracy of each seed, trained by plain ``fit``."""
+    import keras
+    import numpy as np
+
+    import cases
+
+    out = []
+    for seed in range(seeds):
+        keras.utils.set_random_seed(seed)
+        model = cases.build(subject, operator)
+        (x_tr, y_tr), (x_va, y_va) = cases.load(subject, operator)
+        try:
+            model.fit(x_tr, y_tr, epochs=epochs, batch_size=32, verbose=0)
+            p = np.asarray(model.predict(x_va, verbose=0))
+            pred = (p[:, 0] > 0.5).astype(int) if p.shape[-1] == 1 else p.argmax(-1)
+            acc = float((pred == y_va).mean()) if np.all(np.isfinite(p)) else float((np.nan_to_num(pred) == y_va).mean())
+        except Exception:
+            acc = float("nan")
+        out.append(acc)
+        keras.backend.clear_session()
+    return out
+
+
+def run_doctor(subject: str, operator: str, arm: str, epochs: int, seeds: int, budget: int) -> dict:
+    import keras
+
+    from remedysweep.doctor import diagnose_sources
+
+    t0 = time.perf_counter()
+    try:
+        v = diagnose_sources(f"{CASES}:model__{subject}__{operator}", f"{CASES}:data__{subject}__{operator}", epochs=epochs,
+                             seeds=seeds, budget=budget, strategy=arm)
+        error = None
+    except Exception as exc:  # a crash is a result too
+        v, error = {}, f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - t0
+    keras.backend.clear_session()
+    rec = v.get("recommendation")
+    return {
+        "seconds": round(seconds, 1),
+        "error": error,
+        "conclusion": v.get("conclusion", error),
+        "fix": rec["changes"] if rec else None,
+        "fix_median": rec["evidence"]["median_final_accuracy"] if rec else None,
+        "baseline_median": (v.get("baseline") or {}).get("median_final_accuracy"),
+        "no_signal": bool(v.get("no_signal")),
+        "symptoms": v.get("symptom_names", []),
+        "spent": (v.get("search") or {}).get("spent", 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cases
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/doctor-benchmark")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--budget", type=int, default=48)
+    p.add_argument("--subjects", default=",".join(cases.SUBJECTS))
+    p.add_argument("--operators", default="")
+    p.add_argument("--arms", default="targeted,random")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "benchmark.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {"plain": {}, "doctor": {}}
+    state["settings"] = {"epochs": args.epochs, "seeds": args.seeds, "budget": args.budget}
+    subjects = args.subjects.split(",")
+    operators = set(args.operators.split(",")) if args.operators else None
+    todo = [(s, o) for s, o in cases.cases() if s in subjects and (operators is None or o in operators or o in cases.CONTROLS)]
+
+    def save() -> None:
+        state_file.write_text(json.dumps(state, indent=1))
+
+    from remedysweep.engine.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    print(f"plain Keras: {len(todo)} cases, {args.seeds} seeds, {args.epochs} epochs", flush=True)
+    for s, o in todo:
+        key = f"{s}/{o}"
+        if key not in state["plain"]:
+            state["plain"][key] = plain_keras(s, "healthy" if o == "shuffled" else o, args.epochs, args.seeds) if o != "shuffled" \
+                else plain_keras_shuffled(s, args.epochs, args.seeds)
+            save()
+    healthy = {s: statistics.median(state["plain"][f"{s}/healthy"]) for s in subjects}
+    kept = []
+    for s, o in todo:
+        if o in cases.CONTROLS:
+            kept.append((s, o))
+            continue
+        accs = [a if a == a else 0.0 for a in state["plain"][f"{s}/{o}"]]
+        if statistics.median(accs) < healthy[s] - 0.05:
+            kept.append((s, o))
+    mutants = [c for c in kept if c[1] not in cases.CONTROLS]
+    print(f"kept {len(mutants)} mutants of {sum(1 for c in todo if c[1] not in cases.CONTROLS)} "
+          f"({len({o for _, o in mutants})} operators) where the fault shows; controls: {len(kept) - len(mutants)}", flush=True)
+    for arm in args.arms.split(","):
+        for s, o in kept:
+            key = f"{arm}/{s}/{o}"
+            if key in state["doctor"]:
+                continue
+            r = run_doctor(s, o, arm, args.epochs, args.seeds, args.budget)
+            r["healthy"] = healthy[s]
+            r["repaired"] = bool(r["fix_median"] is not None and r["fix_median"] >= healthy[s] - 0.05)
+            state["doctor"][key] = r
+            save()
+            print(f"{arm:8s} {s:12s} {o:16s} {r['seconds']:6.1f}s  {'REPAIRED' if r['repaired'] else ('fix' if r['fix'] else 'no fix'):8s} "
+                  f"{r['baseline_median']} -> {r['fix_median']} (healthy {healthy[s]:.3f}) {r['fix']}", flush=True)
+    report(state, kept, args.arms.split(","))
+    save()
+    return 0
+
+
+def plain_keras_shuffled(subject: str, epochs: int, seeds: int) -> list[float]:
+    import keras
+    import numpy as np
+
+    import cases
+
+    out = []
+    for seed in range(seeds):
+        keras.utils.set_random_seed(seed)
+        model = cases.build(subject, "healthy")
+        (x_tr, y_tr), (x_va, y_va) = cases.load(subject, "shuffled")
+        model.fit(x_tr, y_tr, epochs=epochs, batch_size=32, verbose=0)
+        p = np.asarray(model.predict(x_va, verbose=0))
+        pred = (p[:, 0] > 0.5).astype(int) if p.shape[-1] == 1 else p.argmax(-1)
+        out.append(float((pred == y_va).mean()))
+        keras.backend.clear_session()
+    return out
+
+
+def report(state: dict, kept: list[tuple[str, str]], arms: list[str]) -> None:
+    import cases
+
+    rows = {}
+    for arm in arms:
+        results = {(s, o): state["doctor"].get(f"{arm}/{s}/{o}") for s, o in kept}
+        results = {k: v for k, v in results.items() if v is not None}
+        mutants = {k: v for k, v in results.items() if k[1] not in cases.CONTROLS}
+        healthy = {k: v for k, v in results.items() if k[1] == "healthy"}
+        shuffled = {k: v for k, v in results.items() if k[1] == "shuffled"}
+        repaired = sum(v["repaired"] for v in mutants.values())
+        times = [v["seconds"] for v in results.values()]
+        rows[arm] = {
+            "mutants": len(mutants), "repaired": repaired, "share": repaired / max(1, len(mutants)),
+            "false_fixes_healthy": sum(bool(v["fix"]) for v in healthy.values()), "healthy": len(healthy),
+            "false_fixes_no_signal": sum(bool(v["fix"]) for v in shuffled.values()), "no_signal": len(shuffled),
+            "no_signal_named": sum(v["no_signal"] for v in shuffled.values()),
+            "crashes": sum(bool(v["error"]) for v in results.values()),
+            "median_seconds": statistics.median(times) if times else None,
+        }
+        by_op: dict[str, list[int]] = {}
+        for (s, o), v in mutants.items():
+            by_op.setdefault(o, [0, 0])
+            by_op[o][0] += v["repaired"]
+            by_op[o][1] += 1
+        rows[arm]["by_operator"] = {o: f"{a}/{b}" for o, (a, b) in sorted(by_op.items())}
+    state["summary"] = rows
+    print()
+    print(f"{'':28s}" + "".join(f"{arm:>22s}" for arm in arms))
+    for label, fn in (("repaired (within 0.05 of healthy)", lambda r: f"{r['repaired']}/{r['mutants']} ({r['share']:.0%})"),
+                      ("false fixes, healthy models", lambda r: f"{r['false_fixes_healthy']}/{r['healthy']}"),
+                      ("false fixes, no-signal data", lambda r: f"{r['false_fixes_no_signal']}/{r['no_signal']}"),
+                      ("no-signal named", lambda r: f"{r['no_signal_named']}/{r['no_signal']}"),
+                      ("crashes", lambda r: str(r["crashes"])),
+                      ("median seconds per case", lambda r: f"{r['median_seconds']:.1f}" if r["median_seconds"] else "-")):
+        print(f"{label:34s}" + "".join(f"{fn(rows[arm]):>22s}" for arm in arms))
+    ops = sorted({o for arm in arms for o in rows[arm]["by_operator"]})
+    print()
+    for o in ops:
+        print(f"  {o:20s}" + "".join(f"{rows[arm]['by_operator'].get(o, '-'):>12s}" for arm in arms))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""One diagnosis, step by step: read the model, check it on easy data, train it
+as built over the seeds, search the remedies, confirm the best change on fresh
+seeds, and say what it reached.
+
+Steps, each printed:
+
+1. The model: its structure and settings, and the static faults they show
+   (:mod:`remedysweep.engine.faults`).
+2. Sanity check: the same architecture and loss, Adam at 1e-3, on easy data
+   (one pattern per class, a little noise per sample). A failure is a
+   symptom the remedies may act on, never a stop.
+3. Baseline: the model as built over the seeds, with the diagnostics and the
+   symptoms its runs show. A model with no definite problem (no seed at chance,
+   failed or degraded, no fault seen in it, no strong run symptom) gets "no
+   change needed" here.
+4. Search (:mod:`.search`): targeted candidates, pairs, then Optuna, within
+   ``budget`` runs; candidates of a round train together.
+5. Verdict: the best change, or among those within the seed noise of it the
+   least invasive, re-run with the model as built on as many fresh seeds and
+   claimed only when it beats it beyond noise (:mod:`.evidence`); otherwise
+   the best partial fix, "no change needed", or, when nothing rose above
+   chance and a plain logistic regression does no better, "no remedy helps;
+   the labels may not follow from the inputs".
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from remedysweep.remedies import AS_BUILT
+
+from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make_sweep
+from remedysweep.engine.result import RunResult
+from remedysweep.engine.symptoms import STATIC_FAULTS, SYMPTOMS, model_symptoms
+
+from .evidence import Candidate, confirmed, median, rank_key, reference_accuracy, select, summarize
+from .search import Search, SearchLog
+
+#: Symptoms that make a model need a fix even when no seed ended at chance.
+DEFINITE = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
+                      "oscillation", "unscaled_inputs", "dead_units", "vanishing_gradients", "exploding_gradients",
+                      "zero_gradients", "penalty_dominates", *STATIC_FAULTS})
+SANITY_EPOCHS = 30
+#: How close to the best change seen a change that removes a root cause must get to be preferred.
+REPAIR_MARGIN = 0.05
+#: Largest sizes doctor accepts (a bigger request is refused before anything runs).
+MAX_SEEDS, MAX_EPOCHS, MAX_BUDGET = 50, 10_000, 10_000
+
+
+def doctor_sweep(model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, knobs: dict[str, tuple[Any, ...]] | None = None,
+                 plugins: tuple[str, ...] = (), name: str = "doctor", pack: bool = True) -> Sweep:
+    sweep = make_sweep(name, model=model, data=data, knobs=knobs or {}, seeds=tuple(range(seeds)), epochs=epochs, early_probes=4,
+                       pack=pack)
+    return replace(sweep, source=f"<{name}>", plugins=tuple(str(Path(p).resolve()) for p in plugins),
+                   baseline=tuple((k, AS_BUILT) for k in (knobs or {})))
+
+
+def _where(spec: str) -> str:
+    """``file.py:function`` without the folders, or a file's name."""
+    if not spec:
+        return ""
+    target, sep, func = spec.rpartition(":")
+    if sep and not target.endswith((".keras", ".h5")) and "/" not in func:
+        return f"{Path(target).name}:{func}"
+    return Path(spec).name
+
+
+def _number(x: float | None) -> str:
+    """A setting as the user wrote it: 0.1, not 0.10000000149011612."""
+    return "?" if x is None else f"{float(f'{x:.6g}'):g}"
+
+
+class Doctor:
+    """One diagnosis (see the module text); :meth:`run` returns the verdict."""
+
+    def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int, plugins: tuple[str, ...],
+                 echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True,
+                 loaded: Any = None):
+        self.model, self.data_spec = model, data
+        self.epochs, self.seeds, self.budget, self.plugins = epochs, seeds, budget, plugins
+        self.echo, self.out, self.strategy, self.pack = echo, out, strategy, pack
+        self.loaded = loaded  # (model builder, Dataset) given from Python: a live model and arrays
+        self.queue = None
+
+    # -- the steps -----------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        import optuna
+
+        from remedysweep.engine.faults import model_facts, static_faults
+        from remedysweep.engine.runtime import configure_tensorflow
+        from remedysweep.engine.sources import check_problem
+
+        configure_tensorflow()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sweep = doctor_sweep(self.model, self.data_spec, epochs=self.epochs, seeds=self.seeds, plugins=self.plugins, pack=self.pack)
+        data = self.loaded[1] if self.loaded is not None else check_problem(sweep)  # one-line errors before anything runs
+        setup = self._setup(sweep, data)
+        info = setup.info
+        base_model = setup.source.build(0, setup.data)
+        faults = static_faults(base_model, setup.data.n_classes)
+        facts = {**info.facts(), **setup.data.facts, **model_facts(base_model), "one_hot_labels": setup.data.label_format == "one_hot",
+                 "n_classes": setup.data.n_classes, "batch_size": sweep.training.batch_size, "chance": setup.data.chance,
+                 "label_format": setup.data.label_format}
+        data = setup.data
+        where = f"{_where(self.model.builder or self.model.path)} on {_where(self.data_spec.loader or self.data_spec.path)}"
+        verdict: dict[str, Any] = {"model": where, "facts": facts, "n_classes": data.n_classes, "epochs": self.epochs,
+                                   "seeds": self.seeds, "budget": self.budget, "chance": data.chance, "strategy": self.strategy,
+                                   "static_faults": faults}
+        self.echo(f"model: {info.n_params} parameters, {info.output_units} output unit(s) ending in {info.output_activation}, "
+                  f"loss {info.loss}, {info.optimizer} at learning rate {_number(info.learning_rate)}; "
+                  f"{data.n_train} training samples, {data.n_classes} classes, chance {data.chance:.2f}")
+        for name, evidence in faults.items():
+            self.echo(f"    fault: {name}: {evidence}")
+
+        self.echo("1/5 sanity check on easy data (one input pattern per class) ...")
+        sanity = verdict["sanity_check"] = self.sanity_check(sweep, data)
+        self.echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs"
+                  + (f" ({sanity['message']})" if sanity.get("message") else ""))
+
+        self.echo(f"2/5 baseline over {self.seeds} seeds, {self.epochs} epochs ...")
+        baseline = self.evaluate(setup, [{}], "baseline", seeds=range(self.seeds))[0]
+        base = baseline.summary
+        symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
+        if not sanity["passed"]:
+            symptoms.add("cannot_learn_easy_data")
+        verdict.update(baseline=base, baseline_outcome=max(base["outcomes"], key=base["outcomes"].get),
+                       symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
+                       baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
+        self.echo(f"    {verdict['baseline_outcome']}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
+                  + f"; final accuracy per seed {_per_seed(base)}")
+        for s in sorted(symptoms - set(faults)):
+            self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
+        for m in base["messages"]:
+            self.echo(f"    message: {m}")
+        outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
+        problems = outcome_problems | (symptoms & DEFINITE)
+        if not problems:
+            verdict.update(recommendation=None, tried=[], best_partial=None,
+                           conclusion=f"no change needed: healthy on all {self.seeds} seeds (median final accuracy {median(base):.3f})"
+                           + (f"; noted: {', '.join(sorted(symptoms))}" if symptoms else ""))
+            self.echo("3/5 nothing to fix")
+            self.echo(f"5/5 verdict: {verdict['conclusion']}")
+            return verdict
+
+        self.echo(f"3/5 search: targeted changes, then {'Optuna TPE' if self.strategy == 'targeted' else 'random search'} "
+                  f"(budget {self.budget} runs) ...")
+        search = Search(setup, facts, symptoms, self.seeds, self.budget, lambda configs, source: self.evaluate(setup, configs, source),
+                        self.echo, strategy=self.strategy)
+        self._open_study(setup, search.prepare())
+        self._record({}, baseline.results, range(self.seeds))
+        log = search.run(baseline)
+        self.echo("4/5 confirming the best change on fresh seeds ...")
+        verdict.update(self.conclude(setup, baseline, log, facts, symptoms, outcome_problems, faults))
+        self.echo(f"5/5 verdict: {verdict['conclusion']}")
+        rec = verdict.get("recommendation")
+        for line in (rec or {}).get("code", []):
+            self.echo(f"    change: {line}")
+        return verdict
+
+    def _setup(self, sweep: Sweep, data: Any) -> Any:
+        from remedysweep.engine.build import Setup
+
+        setup = Setup.load(sweep, data=data)
+        if self.loaded is not None:
+            setup.source = self.loaded[0]
+        setup.base_info()
+        return setup
+
+    def sanity_check(self, sweep: Sweep, data: Any) -> dict[str, Any]:
+        """The same architecture and loss, Adam at 1e-3, on easy data."""
+        from remedysweep.engine.data import easy_version
+        from remedysweep.engine.keras_trainer import error_message, run_alone
+
+        easy = easy_version(data)
+        knobs = {"optimizer": ("adam",), "learning_rate": (1e-3,)}
+        s = replace(doctor_sweep(self.model, self.data_spec, epochs=SANITY_EPOCHS, seeds=1, knobs=knobs, plugins=self.plugins, name="sanity"),
+                    early_stop=replace(sweep.early_stop, enabled=False))
+        s = replace(s, training=replace(s.training, early_probes=0, batch_size=min(32, easy.n_train)))
+        try:
+            setup = self._setup(s, easy)
+            r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0)
+        except Exception as exc:
+            return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
+        acc = r.final_val_accuracy
+        return {"passed": bool(acc == acc and acc >= 0.95), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
+
+    def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
+        """Train every configuration over the seeds, all in one batch (packed
+        where the runs allow), store the runs in the study and print one line each."""
+        from remedysweep.engine.packed import train_runs
+
+        seeds = list(seeds if seeds is not None else range(self.seeds))
+        runs = [(knobs, s) for knobs in configs for s in seeds]
+        results = train_runs(setup, runs)
+        out = []
+        for i, knobs in enumerate(configs):
+            mine = results[i * len(seeds):(i + 1) * len(seeds)]
+            order = {k: n for n, k in enumerate(setup.registry.remedies)}
+            cand = Candidate(tuple(sorted(knobs.items(), key=lambda kv: order.get(kv[0], 99))), source, mine)
+            out.append(cand)
+            if source != "baseline":
+                self._record(knobs, mine, seeds)
+                s = cand.summary
+                self.echo(f"    {cand.label}: {s['at_chance']}/{s['runs']} at chance, final accuracy per seed {_per_seed(s)}")
+        return out
+
+    def conclude(self, setup: Any, baseline: Candidate, log: SearchLog, facts: dict[str, Any], symptoms: set[str],
+                 outcome_problems: set[str], faults: dict[str, str]) -> dict[str, Any]:
+        """Select, confirm on fresh seeds, and word the verdict."""
+        chance = setup.data.chance
+        base = baseline.summary
+        out: dict[str, Any] = {"tried": [_tried(c) for c in log.candidates] + [{"fix": s["fix"], "applicable": False, "why": s["why"]}
+                                                                            for s in log.skipped],
+                               "search": {"spent": log.spent, "settled": log.settled, "rounds": log.rounds,
+                                          "space": {k: [str(v) for v in vs] for k, vs in log.space.items()}},
+                               "recommendation": None, "best_partial": None}
+        no_signal = self._no_signal(setup, baseline, log)
+        if no_signal is not None:
+            out.update(no_signal)
+            return out
+        fresh = range(self.seeds, 2 * self.seeds)
+        pool = [c for c in log.candidates]
+        attempts = 0
+        while pool and attempts < 2:
+            chosen, best = select(pool)
+            if chosen is None or rank_key(chosen) >= rank_key(baseline):
+                break
+            # a change that removes the cause seen in the model is preferred to
+            # tuning around it, as long as it gets as far (within the repair margin)
+            fixing, _ = select([c for c in pool if set(c.changes) & log.root_changes])
+            if fixing is not None and fixing is not chosen and rank_key(fixing)[0] <= rank_key(chosen)[0] \
+                    and median(fixing.summary) >= median(best.summary) - REPAIR_MARGIN and rank_key(fixing) < rank_key(baseline):
+                chosen = fixing
+            attempts += 1
+            again, base_again = self.evaluate(setup, [chosen.knobs, {}], "confirmation", seeds=fresh)
+            self._record({}, base_again.results, fresh)
+            ok, figures = confirmed(chosen.results + again.results, baseline.results + base_again.results, chance)
+            label = chosen.label
+            self.echo(f"    {label}: median {median(figures['baseline']):.3f} -> {median(figures['candidate']):.3f} over "
+                      f"{figures['candidate']['runs']} seeds, one-sided Mann-Whitney p = {figures['p_value']:.2g}"
+                      + (" -> confirmed" if ok else " -> not confirmed"))
+            described = self._describe(setup, chosen, best, figures, facts)
+            if ok:
+                out["recommendation"] = described
+                out["conclusion"] = described["summary"] + ("" if log.settled else
+                                                            "; the budget ran out while the search was still improving: a larger --budget may find more")
+                return out
+            out["best_partial"] = out["best_partial"] or described
+            pool = [c for c in pool if c is not chosen]
+        best_any = min(log.candidates, key=rank_key) if log.candidates else None
+        if not outcome_problems and not (symptoms & set(faults)):
+            noted = ", ".join(sorted(symptoms))
+            out["best_partial"] = None
+            out["conclusion"] = (f"no change needed: healthy on all {self.seeds} seeds (median final accuracy {median(base):.3f}); "
+                                 f"noted: {noted}; none of the {len(log.candidates)} changes tried did clearly better")
+            return out
+        if out["best_partial"]:
+            out["conclusion"] = "no change tried was confirmed as a fix; the best partial fix is " + out["best_partial"]["summary"]
+        elif best_any is not None:
+            out["conclusion"] = (f"no change tried did better than your model (best: {best_any.label}, median "
+                                 f"{median(best_any.summary):.3f} against {median(base):.3f})")
+        else:
+            out["conclusion"] = "no remedy applies to these symptoms"
+        return out
+
+    def _no_signal(self, setup: Any, baseline: Candidate, log: SearchLog) -> dict[str, Any] | None:
+        """"No remedy helps; the labels may not follow from the inputs": nothing
+        tried rose clearly above chance (a median below the outcome rules' rise
+        threshold), and a plain logistic regression on the raw inputs does no
+        better (or, for inputs it cannot read, the model fits its training data
+        without anything generalizing)."""
+        chance = setup.data.chance
+        rise = chance + setup.sweep.outcome.rise_margin * (1 - chance)
+        tried = [baseline, *log.candidates]
+        if any(median(c.summary) >= rise for c in tried):
+            return None
+        reference = reference_accuracy(setup.data)
+        memorised = any(_fits_training(r, chance) for c in tried for r in c.results)
+        if not ((reference is not None and reference < rise) or (reference is None and memorised)):
+            return None
+        ref = (f"a logistic regression on the raw inputs reaches {reference:.3f} (chance {chance:.3f})" if reference is not None
+               else "the model fits its training data but nothing it learns carries over to the validation data")
+        return {"no_signal": {"reference_accuracy": reference, "memorised": memorised},
+                "conclusion": (f"no remedy helps; the labels may not follow from the inputs: none of the {len(log.candidates)} changes "
+                               f"tried rose above chance (best median {max(median(c.summary) for c in tried):.3f}, chance {chance:.3f}), "
+                               f"and {ref}")}
+
+    def _describe(self, setup: Any, chosen: Candidate, best: Candidate | None, figures: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+        c, b = figures["candidate"], figures["baseline"]
+        n = c["runs"]
+        text = (f"{' and '.join(f'{k} = {v}' for k, v in chosen.changes)}: median final accuracy {median(b):.3f} -> {median(c):.3f} "
+                f"over {n} seeds (per seed {_per_seed(c)} against {_per_seed(b)}); seeds at chance {b['at_chance']}/{n} -> "
+                f"{c['at_chance']}/{n}; one-sided Mann-Whitney p = {figures['p_value']:.2g} ({self.seeds} of the seeds fresh)")
+        if best is not None and best is not chosen:
+            text += (f"; the best change seen, {best.label}, reached {median(best.summary):.3f} on the search seeds "
+                     f"(within the seed noise of this less invasive one)")
+        return {
+            "changes": [f"{k}={v}" for k, v in chosen.changes],
+            "description": " and ".join(f"{k} = {v}" for k, v in chosen.changes),
+            "code": [setup.registry[k].describe_change(v, facts) for k, v in chosen.changes],
+            "evidence": c,
+            "baseline_evidence": b,
+            "p_value": figures["p_value"],
+            "gain": figures["gain"],
+            "best_seen": best.label if best is not None else None,
+            "best_seen_median": median(best.summary) if best is not None else None,
+            "summary": text,
+        }
+
+    # -- the study and its runs ----------------------------------------------------------
+
+    def _open_study(self, setup: Any, space: dict[str, list[Any]]) -> None:
+        """An Optuna study (journal in the output folder) holding every run of the
+        search: one knob per remedy the search may change, with every value it may
+        try, ``as_built`` where a run leaves it alone; the seeds include the fresh
+        ones of the confirmation."""
+        self.study_knobs = {k: [AS_BUILT, *v] for k, v in space.items()}
+        if self.out is None:
+            return
+        from remedysweep.version import __version__
+
+        from remedysweep.engine.queue import RunQueue, StorageSpec
+
+        sweep = replace(setup.sweep, knobs=tuple(KnobSpec(k, tuple(v)) for k, v in self.study_knobs.items()),
+                        baseline=tuple((k, AS_BUILT) for k in self.study_knobs), seeds=tuple(range(2 * self.seeds)))
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("study.journal", "study.journal.lock", "study.journal.queue.lock"):
+            (self.out / name).unlink(missing_ok=True)
+        self.study_sweep = sweep
+        self.queue = RunQueue.create(StorageSpec.journal(self.out / "study.journal"), sweep, __version__)
+
+    def _record(self, knobs: dict[str, Any], results: list[RunResult], seeds: Any) -> None:
+        """Store runs trained here in the study, ``as_built`` for the knobs they leave alone."""
+        if self.queue is None:
+            return
+        full = {k: knobs.get(k, AS_BUILT) for k in self.study_knobs}
+        if any(k not in full for k in knobs):
+            return  # a change outside the declared space (cannot happen: the search proposes from it)
+        for seed, result in zip(seeds, results):
+            self.queue.record(full, seed, result)
+
+
+def _per_seed(s: dict[str, Any]) -> str:
+    return ", ".join("nan" if f != f else f"{f:.2f}" for f in s["final_accuracy"])
+
+
+def _fits_training(r: RunResult, chance: float) -> bool:
+    acc = [a for a in r.curves.get("accuracy", []) if a == a]
+    return bool(acc) and acc[-1] >= chance + 0.5 * (1 - chance)
+
+
+def _tried(c: Candidate) -> dict[str, Any]:
+    s = c.summary
+    return {"fix": c.label, "applicable": True, "changes": [list(x) for x in c.changes], "source": c.source,
+            "invasiveness": c.invasiveness, **s, "median": median(s),
+            "spread": statistics.pstdev([f for f in s["final_accuracy"] if f == f]) if len(s["final_accuracy"]) > 1 else 0.0}

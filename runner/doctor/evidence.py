@@ -1,0 +1,171 @@
+"""What a set of runs shows, and when a change is a fix: summaries over seeds,
+ranking, the confirmation test, the no-signal reference.
+
+A change is claimed as a fix only when, over the seeds it was found on and as
+many fresh ones, it leaves no seed at chance or failed and beats the model as
+built by a material margin (fewer seeds at chance, or a median final accuracy
+at least :data:`MIN_GAIN` of the gap to perfect higher), and a one-sided
+Mann-Whitney test over the seeds says the difference is not seed noise.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from remedysweep.engine.result import RunResult
+
+#: A fix must raise the median final accuracy by at least this share of the gap
+#: between chance and perfect accuracy (0.05 for ten balanced classes), unless
+#: it removes seeds at chance.
+MIN_GAIN = 0.055
+#: Significance of the one-sided Mann-Whitney test over seeds.
+ALPHA = 0.05
+
+
+def summarize(results: Sequence[RunResult]) -> dict[str, Any]:
+    from remedysweep.reports.analysis import wilson
+
+    n = len(results)
+    bad = sum(r.outcome.at_chance for r in results)
+    outcomes: dict[str, int] = {}
+    for r in results:
+        outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
+    finals = [r.final_val_accuracy for r in results]
+    finite = [f for f in finals if f == f]
+    train = [r.curves.get("accuracy", [float("nan")])[-1] if r.curves.get("accuracy") else float("nan") for r in results]
+    return {
+        "runs": n,
+        "at_chance": bad,
+        "at_chance_interval": list(wilson(bad, n)),
+        "failed": outcomes.get("failed", 0),
+        "degraded": outcomes.get("degraded", 0),
+        "oscillating": sum(r.oscillations >= 3 for r in results),
+        "outcomes": outcomes,
+        "final_accuracy": finals,
+        "train_accuracy": train,
+        "median_final_accuracy": float(statistics.median(finite)) if finite else None,
+        "symptoms": sorted({s for r in results for s in r.symptoms}),
+        "messages": sorted({r.message for r in results if r.message})[:3],
+    }
+
+
+def median(s: dict[str, Any]) -> float:
+    m = s.get("median_final_accuracy")
+    return float(m) if m is not None else 0.0
+
+
+def spread(s: dict[str, Any]) -> float:
+    """Half the range of the final accuracies over seeds: the seed noise."""
+    finals = [f for f in s.get("final_accuracy", []) if f == f]
+    return (max(finals) - min(finals)) / 2 if len(finals) >= 2 else 0.0
+
+
+@dataclass
+class Candidate:
+    """One configuration tried (knob changes from the model as built) and its runs."""
+
+    changes: tuple[tuple[str, Any], ...]
+    source: str  # baseline, targeted, pair, explore, confirmation
+    results: list[RunResult] = field(default_factory=list)
+    invasiveness: int = 0
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        return dict(self.changes)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(f"{k}={v}" for k, v in self.changes) or "your model"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.results)
+
+    @property
+    def bad(self) -> int:
+        s = self.summary
+        return s["at_chance"] + s["failed"]
+
+
+def rank_key(c: Candidate) -> tuple[float, float]:
+    """Seeds at chance or failed first, then the median final accuracy."""
+    return (c.bad / max(1, len(c.results)), -median(c.summary))
+
+
+def seed_noise(candidates: Sequence[Candidate]) -> float:
+    """The seed-to-seed spread pooled over every configuration tried (the median
+    of their half-ranges): with two or three seeds a configuration's own spread
+    says little."""
+    spreads = sorted(spread(c.summary) for c in candidates if len(c.results) >= 2)
+    return spreads[len(spreads) // 2] if spreads else 0.0
+
+
+def select(candidates: Sequence[Candidate]) -> tuple[Candidate | None, Candidate | None]:
+    """(chosen, best seen): the best by :func:`rank_key`, and among those within
+    the seed noise of it (as many seeds at chance, a median within twice the
+    pooled seed noise, at least 0.02) the least invasive, then the fewest changes."""
+    tried = [c for c in candidates if c.results and c.summary["failed"] < len(c.results)]
+    if not tried:
+        return None, None
+    best = min(tried, key=rank_key)
+    tol = max(0.02, 2 * seed_noise(tried), spread(best.summary))
+    near = [c for c in tried if rank_key(c)[0] == rank_key(best)[0] and median(c.summary) >= median(best.summary) - tol]
+    chosen = min(near, key=lambda c: (c.invasiveness, len(c.changes), rank_key(c)))
+    return chosen, best
+
+
+def mann_whitney_greater(a: Sequence[float], b: Sequence[float]) -> float:
+    """One-sided p-value that ``a`` tends to be larger than ``b`` (exact where SciPy can)."""
+    from scipy.stats import mannwhitneyu
+
+    a = [x if x == x else 0.0 for x in a]
+    b = [x if x == x else 0.0 for x in b]
+    if not a or not b:
+        return 1.0
+    if len(set(a) | set(b)) == 1:
+        return 1.0
+    return float(mannwhitneyu(a, b, alternative="greater", method="auto").pvalue)
+
+
+def confirmed(candidate: Sequence[RunResult], baseline: Sequence[RunResult], chance: float) -> tuple[bool, dict[str, Any]]:
+    """Whether ``candidate``'s runs beat ``baseline``'s (both over the same seeds,
+    search and fresh ones) materially and beyond seed noise; with the figures."""
+    c, b = summarize(candidate), summarize(baseline)
+    gain = median(c) - median(b)
+    needed = MIN_GAIN * (1 - chance) / 0.9
+    p = mann_whitney_greater(c["final_accuracy"], b["final_accuracy"])
+    fewer_at_chance = c["at_chance"] < b["at_chance"]
+    clean = c["at_chance"] == 0 and c["failed"] == 0
+    ok = clean and (fewer_at_chance or gain >= needed) and p <= ALPHA
+    return ok, {"gain": gain, "needed_gain": needed, "p_value": p, "candidate": c, "baseline": b,
+                "fewer_at_chance": fewer_at_chance, "clean": clean}
+
+
+def reference_accuracy(data: Any) -> float | None:
+    """Validation accuracy of a plain logistic regression on the raw numeric
+    inputs (flattened, standardized), or ``None`` for inputs it cannot read
+    (text). Tells "the labels do not follow from the inputs" apart from "the
+    model cannot learn them"."""
+    import numpy as np
+
+    from remedysweep.engine.data import input_arrays
+
+    arrays_tr, arrays_va = input_arrays(data.x_train), input_arrays(data.x_val)
+    if any(a.dtype.kind not in "biuf" for a in arrays_tr):
+        return None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    flat = lambda arrays: np.concatenate([a.reshape(len(a), -1).astype("float64") for a in arrays], axis=1)
+    x_tr, x_va = flat(arrays_tr), flat(arrays_va)
+    if x_tr.shape[1] > 20000:
+        return None
+    try:
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+        model.fit(x_tr, data.y_train)
+        return float((model.predict(x_va) == data.y_val).mean())
+    except Exception:
+        return None
