@@ -69,20 +69,54 @@ class RunData:
         return 1.0 / (10 if d.get("dataset") == "digits" else int(d.get("n_classes", 10) or 10))
 
 
+#: Cells a spreadsheet would run as a formula start with one of these; remedysweep
+#: writes such text cells with a leading apostrophe and reads them back without it.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that start like a formula get a leading apostrophe (CSV injection)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+    return out
+
+
+def _restore_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    for col in frame.columns:
+        if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            frame[col] = frame[col].map(lambda v: v[1:] if isinstance(v, str) and v.startswith("'") and v[1:2] and v[1:].startswith(FORMULA_START) else v)
+    return frame
+
+
 def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     """Empty cells are missing; a knob value such as "nan" or "None" stays a string.
-    An unreadable file is one line naming it."""
+    An unreadable file is one line naming it (and, for bad bytes, the line and
+    byte where they are)."""
+    import io
+
+    from remedysweep.files import not_a_file
+
     if not path.exists():
-        if required:
-            return pd.DataFrame()
         return pd.DataFrame()
+    problem = not_a_file(path)
+    if problem:
+        raise ReportError(f"{path}: {problem}")
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ReportError(f"{path}: not a CSV text file (byte {exc.start} on line {line} is not UTF-8)") from None
+    try:
+        return _restore_formulas(pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""]))
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    except UnicodeDecodeError as exc:
-        raise ReportError(f"{path}: not a CSV text file (byte {exc.start} is not UTF-8)") from None
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
+    except (pd.errors.ParserError, ValueError) as exc:
         raise ReportError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -135,3 +135,104 @@ def file_digest(path: Path, limit: int = 256 << 20) -> str:
     else:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------
+# Reading only what is a file, and only so much of it
+# ----------------------------------------------------------------------------
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file ("" is never returned): a FIFO, a
+    device, a socket or a folder would block or never end. ``None`` for a regular
+    file or a path that does not exist."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"is {kind}, not a regular file"
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a regular file (so that a caller can tell
+    "too big" without reading it all). Raises ``OSError``/``ValueError`` for
+    what is not a regular file."""
+    problem = not_a_file(path)
+    if problem:
+        raise ValueError(problem)
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
+
+
+# ----------------------------------------------------------------------------
+# Folders remedysweep made: a marker it writes itself
+# ----------------------------------------------------------------------------
+
+MARKER = ".remedysweep"
+
+
+def folder_kind(folder: Path) -> str | None:
+    """What remedysweep wrote this folder as ("sweep", "doctor", "watch"), from
+    its marker; ``None`` when there is no readable marker."""
+    import json
+
+    path = Path(folder) / MARKER
+    if not_a_file(path):
+        return None
+    try:
+        data = json.loads(read_limited(path, 4096)[:4096].decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    kind = data.get("kind") if isinstance(data, dict) and data.get("written_by") == "remedysweep" else None
+    return kind if isinstance(kind, str) else None
+
+
+def mark_folder(folder: Path, kind: str) -> None:
+    import json
+
+    atomic_write(Path(folder) / MARKER, json.dumps({"written_by": "remedysweep", "kind": kind}) + "\n")
+
+
+def foreign_files(folder: Path, ours: tuple[str, ...]) -> list[str]:
+    """Names in ``folder`` remedysweep would never write there."""
+    try:
+        names = sorted(p.name for p in Path(folder).iterdir())
+    except OSError:
+        return []
+    return [n for n in names if n not in ours and n != MARKER and not (n.startswith(".") and n.endswith(".tmp"))]
+
+
+def check_folder(folder: Path, kind: str, allowed: tuple[str, ...] = (), legacy: Callable[[Path], bool] | None = None) -> bool:
+    """Whether ``folder`` may be written as a remedysweep ``kind`` folder: it does
+    not exist, it is empty, or its marker says remedysweep wrote it as ``kind``
+    (a folder of an earlier version without a marker counts when ``legacy`` says
+    it is one). ``allowed``: names an unmarked folder may hold (a lock file the
+    caller just made). Raises :class:`~remedysweep.errors.RunError` naming what is
+    in the way; writes nothing. Returns True for a folder remedysweep already wrote."""
+    from remedysweep.errors import RunError
+
+    folder = Path(folder)
+    if not folder.exists():
+        return False
+    if not folder.is_dir():
+        raise RunError(f"{folder}: exists and is not a folder")
+    found = folder_kind(folder)
+    if found is None and legacy is not None and legacy(folder):
+        found = kind
+    if found is None:
+        foreign = foreign_files(folder, allowed)
+        if foreign:
+            raise RunError(f"{folder}: holds {foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
+                           f"which remedysweep did not write (no {MARKER} marker); choose another --out")
+        return False
+    if found != kind:
+        raise RunError(f"{folder}: holds a remedysweep {found} folder, not a {kind} one; choose another --out")
+    return True

@@ -21,11 +21,11 @@ from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError
-from remedysweep.files import FileLock, LockHeld, atomic_write
+from remedysweep.files import MARKER, FileLock, LockHeld, atomic_write, check_folder, folder_kind, mark_folder
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
-from .engine.queue import RunQueue, StorageSpec, check_journal, parse_storage
+from .engine.queue import RunQueue, StorageLost, StorageSpec, _first_line, check_journal, is_storage_loss, parse_storage, redact_text
 from .engine.runtime import threads_per_worker
 
 RUN_FILE = "run.json"
@@ -39,6 +39,31 @@ REPORT_HTML = "report.html"
 FINDINGS_JSON = "findings.json"
 RUN_FOLDER_FILES = (JOURNAL_FILE, JOURNAL_FILE + ".lock", JOURNAL_FILE + ".queue.lock", TRIALS_CSV, CURVES_CSV, PROBES_CSV,
                     REPORT_HTML, FINDINGS_JSON, RUN_FILE, SWEEP_FILE)
+#: What marks a folder as a sweep's run folder (see remedysweep.files.check_folder).
+FOLDER_KIND = "sweep"
+
+
+def identity_line(sweep: Sweep) -> str:
+    """What makes two runs of a sweep the same sweep, for the start line."""
+    parts = ["the sweep file's settings"]
+    files = [v for k, v in sweep.identity]
+    named = [k.split(" ", 1)[1] if " " in k else k for k, _ in sweep.identity]
+    if named:
+        parts.append(", ".join(named))
+    return ("; ".join(parts) + " (an edit to any makes a different sweep, refused on this folder; "
+            "--force reruns; files a builder or loader reads outside its folder are not covered)") if files or named else parts[0]
+
+
+def legacy_run_folder(folder: Path) -> bool:
+    """A run folder of remedysweep 0.2, written before the marker: its run.json and
+    sweep.json hold what remedysweep writes there, nothing else."""
+    try:
+        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        sweep = json.loads((folder / SWEEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (isinstance(run, dict) and set(run) == {"study", "storage", "version"} and isinstance(run.get("study"), str)
+            and isinstance(sweep, dict) and set(sweep) == {"fingerprint", "sweep"} and isinstance(sweep.get("sweep"), dict))
 
 
 @dataclass
@@ -53,10 +78,11 @@ class RunSummary:
     queued: int = 0
     signal_number: int = 0
     notices: tuple[str, ...] = ()
+    incomplete: bool = False  # some runs could not be finished (said which)
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signal_number if self.interrupted else 0
+        return 128 + self.signal_number if self.interrupted else (1 if self.incomplete else 0)
 
 
 @dataclass
@@ -86,12 +112,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 def check_run_folder(out: Path, sweep: Sweep, spec: StorageSpec, force: bool) -> bool:
     """Refuse a folder holding another sweep or another storage's results.
     Returns True if it holds this sweep (a resume)."""
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out}: exists and is not a folder")
+    check_folder(out, FOLDER_KIND, (LOCK_FILE,), legacy=legacy_run_folder)  # only a folder remedysweep wrote as a sweep's
     existing = out / SWEEP_FILE
     if not existing.exists():
-        if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()) and not (out / RUN_FILE).exists():
-            raise RunError(f"{out}: folder is not empty and holds no remedysweep run; choose another --out")
         return False
     if force:
         return False
@@ -134,14 +157,21 @@ def prepare(sweep_path: str | Path, out: str | Path | None, storage_url: str | N
     sweep, _ = load_sweep(sweep_path, extra_plugins=plugins)
     out_dir = Path(out) if out else Path("runs") / sweep.name
     spec = parse_storage(storage_url) if storage_url else StorageSpec.journal(out_dir / JOURNAL_FILE)
-    resumed = check_run_folder(out_dir, sweep, spec, force)
-    check_writable(out_dir)
+    check_folder(out_dir, FOLDER_KIND, (LOCK_FILE,), legacy=legacy_run_folder)
     if not sweep.model.builtin or not sweep.data.builtin:
+        from dataclasses import replace
+
         from .engine.runtime import configure_tensorflow
         from .engine.sources import check_problem
 
         configure_tensorflow()
         check_problem(sweep)
+        # the identity covers what the user's code read: modules it imported from
+        # the user's folders, data files it opened
+        reads = getattr(check_problem, "last_reads", {})
+        sweep = replace(sweep, identity=tuple(sorted({**dict(sweep.identity), **reads}.items())))
+    resumed = check_run_folder(out_dir, sweep, spec, force)
+    check_writable(out_dir)
     return Prepared(sweep, out_dir, spec, resumed, not out_dir.exists())
 
 
@@ -341,6 +371,23 @@ def _write_folder_files(out_dir: Path, sweep: Sweep, spec: StorageSpec) -> None:
     atomic_write(out_dir / RUN_FILE, json.dumps({"study": sweep.name, "storage": _storage_label(spec, out_dir), "version": __version__}, indent=2))
 
 
+def _check_journal_not_lost(out_dir: Path, spec: StorageSpec) -> None:
+    """A journal that is empty or gone while the folder's trials.csv holds
+    finished runs was lost (truncated, deleted): resuming would train them all
+    again and overwrite the CSV. Refused; the results stay where they are."""
+    csv = out_dir / TRIALS_CSV
+    journal = spec.journal_path
+    if not csv.exists() or (journal.exists() and journal.stat().st_size > 0):
+        return
+    try:
+        rows = max(0, csv.read_bytes().count(b"\n") - 1)
+    except OSError:
+        return
+    if rows:
+        raise RunError(f"{journal}: {'empty' if journal.exists() else 'missing'}, but {csv} holds {rows} finished run(s): the journal was lost; "
+                       "'remedysweep report' still works from trials.csv; move the folder away, or --force to start over")
+
+
 def open_queue(prepared: Prepared, *, force: bool, log: Callable[[str], None]) -> RunQueue:
     """Check the journal, refuse a study of another definition (or drop it with
     ``force``), and create or open the sweep's study."""
@@ -349,6 +396,8 @@ def open_queue(prepared: Prepared, *, force: bool, log: Callable[[str], None]) -
         notice = check_journal(spec.journal_path)
         if notice:
             log(notice)
+        if not force:
+            _check_journal_not_lost(prepared.out, spec)
     existing = RunQueue.existing_definition(spec, sweep.name)
     if existing is not None and existing.get("fingerprint") not in (None, sweep.fingerprint()):
         if not force:
@@ -381,6 +430,8 @@ def run_sweep(
     lock = _lock_folder(out_dir)  # the loser of a race removes nothing
     try:
         resumed = check_run_folder(out_dir, sweep, spec, force)  # again, under the lock
+        if folder_kind(out_dir) is None:
+            mark_folder(out_dir, FOLDER_KIND)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if force and not resumed:
             _discard(out_dir, spec, sweep)
@@ -392,6 +443,11 @@ def run_sweep(
         raise
     try:
         return _run_locked(queue, prepared, workers=workers, progress=progress, report=report, queue_only=queue_only, log=log)
+    except Exception as exc:
+        if isinstance(exc, StorageLost) or is_storage_loss(exc):
+            raise StorageLost(f"lost the storage {spec.display()} ({redact_text(_first_line(exc), spec.url)[:300]}); "
+                              "finished runs are kept there; run the same command again to resume") from None
+        raise
     finally:
         lock.release()
 
@@ -422,9 +478,9 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
         return RunSummary(out_dir, total, counts["done"], counts["outcomes"], 0.0, False, sweep.name, queued=queued)
     if prepared.resumed or counts["done"]:
         log(f"resuming {out_dir}: {counts['done']}/{total} runs done; {len(stale)} left running by a stopped worker queued again")
-    where = spec.display() if not spec.is_journal else out_dir / JOURNAL_FILE
     log(f"sweep {sweep.name!r}: {total} runs ({sweep.n_configs()} configurations x {len(sweep.seeds)} seeds), "
-        f"{workers} worker{'s' if workers > 1 else ''}, storage {where}")
+        f"{workers} worker{'s' if workers > 1 else ''}, storage {spec.display()}")
+    log(f"identity: {identity_line(sweep)}")
     bar = Progress(total, enabled=progress)
     stop = threading.Event()
     poller = threading.Thread(target=_poll, args=(spec, sweep.name, bar, stop), daemon=True)
@@ -433,14 +489,25 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
     interrupted = False
     with _StopSignals():
         try:
-            for _ in range(10):
-                run_workers(spec, sweep.name, workers, log)
+            waited = False
+            for _ in range(10_000):
+                if queue.progress()["waiting"]:
+                    run_workers(spec, sweep.name, workers, log)
                 if INTERRUPTED.is_set():  # joblib may end quietly when its workers are interrupted
                     raise KeyboardInterrupt
                 stale = queue.fail_stale()
                 requeued = queue.reconcile(pack_of, workers=workers)
-                if queue.progress()["waiting"] == 0 and not requeued and not stale:
+                now = queue.progress()
+                if now["waiting"] or requeued or stale:
+                    continue
+                if not now["running"]:
                     break
+                # runs held by other processes (another coordinator, a worker, a claim torn by a crash):
+                # wait for them, so that this folder's results and report are whole
+                if not waited:
+                    log(f"waiting for {now['running']} run(s) held by other processes ...")
+                    waited = True
+                time.sleep(1.0)
         except KeyboardInterrupt:
             interrupted = True
             try:
@@ -462,8 +529,12 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
             from remedysweep.reports import write_report
 
             write_report(out_dir)
+    missing = [] if interrupted else queue.missing_runs()
+    if missing:
+        log(f"{len(missing)} run(s) could not be finished: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+            "run the same command again to retry them")
     return RunSummary(out_dir, total, counts["done"], counts["outcomes"], time.monotonic() - t0, interrupted, sweep.name,
-                      queued=queued, signal_number=_SIGNAL["number"] if interrupted else 0)
+                      queued=queued, signal_number=_SIGNAL["number"] if interrupted else 0, incomplete=bool(missing))
 
 
 # ----------------------------------------------------------------------------
@@ -489,8 +560,10 @@ def results_frames(queue: RunQueue) -> tuple[Any, Any, Any]:
 
 
 def export(queue: RunQueue, out_dir: Path) -> None:
+    from remedysweep.reports.analysis import neutralize_formulas
+
     trials, curves, probes = results_frames(queue)
-    atomic_write(out_dir / TRIALS_CSV, trials.to_csv(index=False))
+    atomic_write(out_dir / TRIALS_CSV, neutralize_formulas(trials).to_csv(index=False))
     atomic_write(out_dir / CURVES_CSV, curves.to_csv(index=False))
     atomic_write(out_dir / PROBES_CSV, probes.to_csv(index=False))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -12,10 +13,23 @@ from . import bench, compare, doctor, remedies, report, run, worker
 
 COMMANDS = {m.NAME: m for m in (run, worker, report, compare, remedies, doctor, bench)}
 EXIT_USAGE = 2
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
+
+
+def safe(text: str) -> str:
+    """What may reach the terminal: no storage secret, no control character
+    (user-supplied names could carry escape sequences)."""
+    from remedysweep.engine.queue import scrub
+
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", scrub(str(text)))
+
+
+def say(text: str) -> None:
+    print(safe(text), file=sys.stderr)
 
 
 def fail(message: str) -> int:
-    print(f"remedysweep: error: {message}", file=sys.stderr)
+    say(f"remedysweep: error: {message}")
     return EXIT_USAGE
 
 

@@ -24,10 +24,10 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from remedysweep.cli import fail
+    from remedysweep.cli import safe
     from remedysweep.doctor import diagnose_sources, write_doctor_report
 
-    echo = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    echo = (lambda s: print(safe(s), file=sys.stderr)) if args.json else (lambda s: print(safe(s)))
     verdict = diagnose_sources(args.model, args.data, epochs=args.epochs, seeds=args.seeds, budget=args.budget,
                                plugins=tuple(args.plugin), echo=echo, out=args.out)
     path = write_doctor_report(verdict, Path(args.out))

@@ -28,8 +28,10 @@ def table(plugins: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from remedysweep.cli import safe, say
+
     lines, errors = table(args.plugin)
-    print("\n".join(lines))
+    print("\n".join(safe(line) for line in lines))
     for err in errors:
-        print(f"remedysweep: error: {err}", file=sys.stderr)
+        say(f"remedysweep: error: {err}")
     return 0

@@ -23,19 +23,21 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from remedysweep.cli import fail
-    from remedysweep.sweep import prepare, run_sweep
+    from remedysweep.cli import fail, safe, say
+    from remedysweep.sweep import identity_line, prepare, run_sweep
 
     if args.workers < 1:
         return fail(f"--workers must be at least 1, got {args.workers}")
     if args.dry_run:
         p = prepare(args.sweep, args.out, args.storage, force=args.force, plugins=tuple(args.plugin))
         s = p.sweep
-        print(f"sweep {s.name!r} is valid: {s.n_runs()} runs ({s.n_configs()} configurations x {len(s.seeds)} seeds); "
-              f"model {s.model.describe()}, data {s.data.describe()}; folder {p.out}{' (resume)' if p.resumed else ''}; storage {p.spec.display()}")
+        print(safe(f"sweep {s.name!r} is valid: {s.n_runs()} runs ({s.n_configs()} configurations x {len(s.seeds)} seeds); "
+                   f"model {s.model.describe()}, data {s.data.describe()}; folder {p.out}{' (resume)' if p.resumed else ''}; "
+                   f"storage {p.spec.display()}; identity: {identity_line(s)}"))
         return 0
     summary = run_sweep(args.sweep, out=args.out, storage_url=args.storage, workers=args.workers, force=args.force,
-                        plugins=tuple(args.plugin), progress=not args.no_progress, report=not args.no_report, queue_only=args.queue_only)
+                        plugins=tuple(args.plugin), progress=not args.no_progress, report=not args.no_report, queue_only=args.queue_only,
+                        log=say)
     if args.queue_only:
         print(f"queued: {summary.queued} new runs of study {summary.study!r} ({summary.total - summary.done} waiting or running, "
               f"{summary.done} done); start workers with:")

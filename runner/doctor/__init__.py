@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from remedysweep.errors import SweepError
-from remedysweep.files import atomic_write
+from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
 
 from remedysweep.engine.config import DataSpec, ModelSpec
 
@@ -79,11 +79,31 @@ def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = 10, seeds: int =
     same remedies instead of the targeted search (for comparisons);
     ``pack=False`` trains every run alone."""
     check_sizes(epochs, seeds, budget)
+    if out is not None:
+        check_doctor_folder(Path(out))
     doctor = Doctor(model, data, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo,
                     out=Path(out) if out is not None else None, strategy=strategy, pack=pack)
     verdict = doctor.run()
     verdict["_doctor"] = doctor
     return verdict
+
+
+FOLDER_KIND = "doctor"
+
+
+def _legacy_doctor_folder(folder: Path) -> bool:
+    """A doctor folder of remedysweep 0.2, written before the marker."""
+    try:
+        data = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and {"conclusion", "baseline", "sanity_check"} <= set(data)
+
+
+def check_doctor_folder(out: Path) -> None:
+    """``--out`` must be new, empty, or a folder doctor wrote (never a sweep's
+    run folder, never the user's own files); checked before anything runs."""
+    check_folder(out, FOLDER_KIND, legacy=_legacy_doctor_folder)
 
 
 def write_doctor_report(verdict: dict[str, Any], out: Path) -> Path:
@@ -92,7 +112,10 @@ def write_doctor_report(verdict: dict[str, Any], out: Path) -> Path:
     from remedysweep.reports.doctor import render_doctor
 
     doctor = verdict.pop("_doctor", None)
+    check_doctor_folder(out)
     out.mkdir(parents=True, exist_ok=True)
+    if folder_kind(out) is None:
+        mark_folder(out, FOLDER_KIND)
     if doctor is not None and getattr(doctor, "queue", None) is not None and doctor.out == out:
         from remedysweep.sweep import SWEEP_FILE, export
 

@@ -327,7 +327,11 @@ class Doctor:
 
         sweep = replace(setup.sweep, knobs=tuple(KnobSpec(k, tuple(v)) for k, v in self.study_knobs.items()),
                         baseline=tuple((k, AS_BUILT) for k in self.study_knobs), seeds=tuple(range(2 * self.seeds)))
+        from remedysweep.files import folder_kind, mark_folder
+
         self.out.mkdir(parents=True, exist_ok=True)
+        if folder_kind(self.out) is None:
+            mark_folder(self.out, "doctor")  # checked before anything ran: new, empty, or doctor's own
         for name in ("study.journal", "study.journal.lock", "study.journal.queue.lock"):
             (self.out / name).unlink(missing_ok=True)
         self.study_sweep = sweep

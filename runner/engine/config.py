@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from remedysweep.errors import SweepError
-from remedysweep.files import file_digest
+from remedysweep.files import file_digest, not_a_file, read_limited
 from remedysweep.remedies import AS_BUILT, Categorical, FloatRange, IntRange, Registry, RemedyConflict, TrialPlan, discover, same_value
 
 DATASETS = ("digits", "easy_words", "blobs")
@@ -31,6 +31,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CALLABLE_PATTERN = re.compile(r"^(?P<target>.+):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
 DEFAULT_MAX_RUNS = 100_000
 MAX_VALUES_PER_KNOB = 10_000
+MAX_SWEEP_BYTES = 16 << 20
 
 # ----------------------------------------------------------------------------
 # Typed configuration
@@ -376,16 +377,17 @@ def load_sweep(path: str | Path, registry: Registry | None = None, extra_plugins
     """Read and validate a sweep file. Raises :class:`SweepError`; writes nothing."""
     path = Path(path)
     file = str(path)
+    if not path.exists():
+        raise SweepError(file, None, "file not found")
+    problem = not_a_file(path)  # a FIFO or a device (/dev/zero) would block or never end
+    if problem:
+        raise SweepError(file, None, "is a folder, not a sweep file" if "folder" in problem else f"{problem}; a sweep file is a regular file")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SweepError(file, None, "file not found") from None
-    except IsADirectoryError:
-        raise SweepError(file, None, "is a folder, not a sweep file") from None
-    except OSError as exc:
-        raise SweepError(file, None, f"cannot be read: {exc.strerror or exc}") from None
-    if len(data) > 16 << 20:
-        raise SweepError(file, None, f"is {len(data) >> 20} MiB; a sweep file is at most 16 MiB")
+        data = read_limited(path, MAX_SWEEP_BYTES)
+    except (OSError, ValueError) as exc:
+        raise SweepError(file, None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_SWEEP_BYTES:
+        raise SweepError(file, None, "is over 16 MiB; a sweep file is at most 16 MiB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -534,8 +536,8 @@ def parse_sweep(
     training, _ = _section(file, raw, "training")
     _between(file, "training.epochs", training.epochs, 1, 10000)
     _between(file, "training.batch_size", training.batch_size, 1, 65536)
-    _positive(file, "training.early_probes", training.early_probes, allow_zero=True)
-    _positive(file, "training.early_probe_epochs", training.early_probe_epochs, allow_zero=True)
+    _between(file, "training.early_probes", training.early_probes, 0, 64)
+    _between(file, "training.early_probe_epochs", training.early_probe_epochs, 0, training.epochs)
     _between(file, "training.probe_size", training.probe_size, 1, 100_000)
     _between(file, "training.steps_per_execution", training.steps_per_execution, 1, 10_000)
     _between(file, "training.max_pack", training.max_pack, 1, 4096)

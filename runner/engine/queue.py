@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from remedysweep.errors import RunError, StorageError
-from remedysweep.files import FileLock, LockHeld
+from remedysweep.files import FileLock, LockHeld, not_a_file
 
 from .config import KnobSpec, Sweep, config_id, run_key
 from .result import AT_CHANCE, RunOutcome, RunResult, clean_json
@@ -47,9 +47,10 @@ PACK_ATTR = "remedysweep:pack"
 RESULT_ATTR = "remedysweep:result"
 WORKER_ATTR = "remedysweep:worker"
 PROPOSED_ATTR = "remedysweep:proposed"
+DUPLICATE_ATTR = "remedysweep:duplicate"
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 40
-UNCLAIMED_GRACE = 120  # seconds a RUNNING trial may lack its worker record
+UNCLAIMED_GRACE = 20  # seconds a RUNNING journal trial may lack its worker record (written right after the claim)
 MAX_ATTEMPTS = 2  # a run that kills its worker this many times, running alone, is recorded as failed
 SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.I)
 
@@ -58,30 +59,47 @@ SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.I)
 # ----------------------------------------------------------------------------
 
 
+def _credentials(url: str) -> tuple[str, str, str, str] | None:
+    """(prefix, user, password, rest) of ``scheme://user:password@rest``, taking
+    the *last* ``@`` before the host as the end of the password, so that a raw
+    ``@`` or ``/`` inside it stays secret; ``None`` without a password. Also for
+    malformed forms (``scheme:/user:pw@host``, ``scheme//user:pw@host``)."""
+    m = re.match(r"^([A-Za-z][\w+.-]*(?::/{0,3}|/{1,3}))(.*)$", url)
+    if not m:
+        return None
+    prefix, rest = m.group(1), m.group(2)
+    query_at = rest.find("?", rest.rfind("@") + 1 if "@" in rest else 0)
+    body, query = (rest[:query_at], rest[query_at:]) if query_at >= 0 else (rest, "")
+    at = body.rfind("@")
+    if at <= 0:
+        return None
+    user, sep, password = body[:at].partition(":")
+    if not sep:
+        return None
+    return prefix, user, password, body[at + 1:] + query
+
+
 def redact_url(url: str) -> str:
     """The URL with its password and secret-looking query values as ``***``,
-    parsed the way SQLAlchemy parses it (a ``/`` in the password included)."""
+    however it is written (a ``/`` or ``@`` in the password, a malformed scheme)."""
     if not url:
         return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        u = make_url(url)
-        query = {k: ("***" if SECRET_PARAM.search(k) else v) for k, v in u.query.items()}
-        return u.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
-    except Exception:
-        pass
-    try:
-        parts = urlsplit(url)
-        netloc = re.sub(r"^([^:@/]*):[^@]*@", r"\1:***@", parts.netloc)
-        query = urlencode([(k, "***" if SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query)])
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return re.sub(r"//[^@]*@", "//***@", url).split("?")[0]
+    creds = _credentials(url)
+    if creds is not None:
+        prefix, user, _, rest = creds
+        url = f"{prefix}{user}:***@{rest}"
+    base, sep, query = url.partition("?")
+    if sep:
+        masked = "&".join(f"{k}={'***' if SECRET_PARAM.search(k) else v}" if "=" in part else part
+                          for part in query.split("&") for k, _, v in [part.partition("=")])
+        url = f"{base}?{masked}"
+    return url
 
 
 def url_secrets(url: str) -> list[str]:
-    """The secret parts of a URL, to scrub from any message that quotes them."""
+    """The secret parts of a URL, to scrub from any message that quotes them: the
+    password (as SQLAlchemy reads it and as it really is), the pieces of it a
+    driver may quote as a host, secret-looking query values."""
     out = []
     try:
         from sqlalchemy.engine import make_url
@@ -91,19 +109,57 @@ def url_secrets(url: str) -> list[str]:
             out.append(str(u.password))
         out += [str(v) for k, v in u.query.items() if SECRET_PARAM.search(k) and v]
     except Exception:
-        m = re.search(r"//[^:@/]*:([^@]*)@", url)
-        if m:
-            out.append(m.group(1))
-    return [s for s in out if s]
+        pass
+    creds = _credentials(url)
+    if creds is not None and creds[2]:
+        password = creds[2]
+        out.append(password)
+        out += [p for p in re.split(r"[@/]", password) if len(p) >= 4]
+        host = creds[3].split("/", 1)[0]
+        out += [p for p in host.split("@")[:-1] if len(p) >= 4]  # what a parser reading the first "@" calls the host
+    for part in url.partition("?")[2].split("&"):
+        k, _, v = part.partition("=")
+        if SECRET_PARAM.search(k) and v:
+            out.append(v)
+    return sorted({s for s in out if s}, key=len, reverse=True)
+
+
+_SECRETS: set[str] = set()
+
+
+def remember_secrets(url: str) -> None:
+    """Secrets of a storage URL this process was given: :func:`scrub` removes them
+    from every message remedysweep prints."""
+    _SECRETS.update(url_secrets(url))
+
+
+def scrub(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def redact_text(text: str, url: str | None) -> str:
     """Remove ``url``'s secrets from a message (driver errors may quote them)."""
     if url:
         text = text.replace(url, redact_url(url))
-        for secret in sorted(url_secrets(url), key=len, reverse=True):
+        for secret in url_secrets(url):
             text = text.replace(secret, "***")
-    return text
+    return scrub(text)
+
+
+def is_storage_loss(exc: BaseException) -> bool:
+    """An error that means the database went away (server stopped, connection
+    dropped), not a fault of the run."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & {"OperationalError", "InterfaceError", "DisconnectionError", "StorageInternalError", "ConnectionFailure"}:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_storage_loss(cause)
+
+
+class StorageLost(StorageError):
+    """The storage went away while the sweep ran."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -124,6 +180,9 @@ def check_journal(path: Path, *, repair: bool = True) -> str | None:
     Damage anywhere else (a line that is not a JSON record, bytes that are not
     UTF-8) raises :class:`RunError` naming the file and the line; nothing is
     appended. Returns ``None`` for a sound file."""
+    problem = not_a_file(path)  # a FIFO or a device would block or never end
+    if problem:
+        raise RunError(f"{path}: {problem}; a journal is a regular file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -163,7 +222,21 @@ def _record_problem(line: bytes) -> str | None:
         return f"not a JSON record: {getattr(exc, 'msg', 'too deeply nested')} at column {getattr(exc, 'colno', 1)}"
     if not isinstance(record, dict) or "op_code" not in record:
         return "not a journal record"
+    if record["op_code"] not in _OP_CODES:
+        return f"a record with an unknown op_code {record['op_code']!r} (written by another program or another Optuna version)"
     return None
+
+
+def _journal_op_codes() -> frozenset[Any]:
+    try:
+        from optuna.storages.journal._storage import JournalOperation
+
+        return frozenset(op.value for op in JournalOperation)
+    except ImportError:  # another Optuna layout: accept the codes of the version tested
+        return frozenset(range(11))
+
+
+_OP_CODES = _journal_op_codes()
 
 
 # ----------------------------------------------------------------------------
@@ -206,11 +279,23 @@ class StorageSpec:
         if self.is_journal:
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+            problem = not_a_file(self.journal_path)
+            if problem:
+                raise StorageError(f"{self.journal_path}: {problem}; a journal is a regular file")
             path = str(self.journal_path)
             try:
                 return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
             except Exception as exc:
                 raise StorageError(f"cannot open the journal {path}: {_first_line(exc)}") from None
+        if self.sqlite_path is not None:
+            _check_sqlite(self.sqlite_path)
+            # two processes creating one new SQLite file race in Optuna's schema creation
+            # ("table ... already exists"): one at a time
+            with _blocking_lock(self.sqlite_path.with_name(self.sqlite_path.name + ".open.lock"), 120.0, "creating the storage"):
+                return self._open_rdb()
+        return self._open_rdb()
+
+    def _open_rdb(self) -> optuna.storages.BaseStorage:
         try:
             return optuna.storages.RDBStorage(
                 self.url,
@@ -277,6 +362,29 @@ class StorageSpec:
             engine.dispose()
 
 
+def _check_sqlite(path: Path) -> None:
+    """A SQLite file must be a regular file that SQLite reads as a sound database;
+    anything else is one line now, not a confusing error later."""
+    problem = not_a_file(path)
+    if problem:
+        raise StorageError(f"{path}: {problem}; a SQLite storage is a regular file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head != b"SQLite format 3\x00":
+        raise StorageError(f"{path}: not a SQLite database (its header is not SQLite's); give another --storage")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: a damaged SQLite database ({exc}); give another --storage") from None
+    if verdict != "ok":
+        raise StorageError(f"{path}: a damaged SQLite database ({str(verdict)[:200]}); give another --storage")
+
+
 @contextlib.contextmanager
 def _blocking_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
     lock = FileLock(path)
@@ -297,14 +405,16 @@ def _blocking_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
 
 def parse_storage(url: str) -> StorageSpec:
     """Check a ``--storage`` value and return its spec (no connection is made)."""
+    remember_secrets(url)
     if url.startswith("journal://"):
         return StorageSpec.journal(url[len("journal://"):])
     if url.endswith((".journal", ".log")) and "://" not in url:
         return StorageSpec.journal(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if not scheme or not re.match(r"^(sqlite|postgresql|postgres|mysql|mariadb|oracle|mssql)(\+\w+)?$", scheme):
+        shown = re.match(r"^[A-Za-z0-9+._-]{0,20}", url).group(0)  # nothing past the scheme: a malformed URL may hide a password anywhere
         raise StorageError(
-            f"storage URL {redact_url(url)!r} not understood; allowed: an Optuna RDB URL "
+            f"storage URL {shown + '...'!r} not understood; allowed: an Optuna RDB URL "
             "(sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://...) or journal:///PATH"
         )
     if scheme.split("+")[0] == "postgres":
@@ -474,6 +584,12 @@ class RunQueue:
 
     # -- queueing --------------------------------------------------------------
 
+    def missing_runs(self) -> list[str]:
+        """The expected runs without a stored result, as ``knob=value ... seed N``."""
+        done = {self._key(t) for t in self._trials() if self._counted(t)}
+        return [" ".join(f"{k}={v}" for k, v in knobs.items()) + f" seed {seed}"
+                for knobs, seed in self.expected_runs() if run_key(knobs, seed) not in done]
+
     def expected_runs(self) -> list[tuple[dict[str, Any], int]]:
         """Every (configuration, seed) the sweep should run, as far as is known:
         the whole grid, or each configuration a sampler proposed, times every seed."""
@@ -507,7 +623,7 @@ class RunQueue:
                     continue
                 if self._counted(t) or t.state in (TrialState.WAITING, TrialState.RUNNING):
                     live.add(key)
-                elif t.state == TrialState.FAIL:
+                elif t.state == TrialState.FAIL and not t.system_attrs.get(DUPLICATE_ATTR):
                     abandoned[key] = abandoned.get(key, 0) + 1
             live |= {k for k, n in abandoned.items() if n >= MAX_ATTEMPTS}
             missing = [(knobs, seed) for knobs, seed in self.expected_runs() if run_key(knobs, seed) not in live]
@@ -559,8 +675,17 @@ class RunQueue:
             return self._claim(only_keys, isolated, pack_limit)
 
     def _claim(self, only_keys: frozenset[str] | None, isolated: bool, pack_limit: int) -> list[Claim]:
-        waiting = [t for t in self._trials((TrialState.WAITING,)) if only_keys is None or self._key(t) in only_keys]
-        waiting.sort(key=lambda t: t.number)
+        trials = self._trials()
+        taken = {self._key(t) for t in trials if t.state == TrialState.RUNNING or self._counted(t)}
+        waiting, seen = [], set()
+        for t in sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number):
+            key = self._key(t)
+            if key is not None and (key in taken or key in seen):
+                self._drop_duplicate(t)  # a second queue record of a run (a copied journal line, a raced enqueue)
+                continue
+            seen.add(key)
+            if only_keys is None or key in only_keys:
+                waiting.append(t)
         for t in waiting:
             if not self._take(t, isolated):
                 continue
@@ -574,6 +699,14 @@ class RunQueue:
                         claims.append(self._claim_of(u))
             return claims
         return []
+
+    def _drop_duplicate(self, trial: optuna.trial.FrozenTrial) -> None:
+        """End a queued trial whose run is already queued, running or done: it is
+        never trained; the run counts once."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if self._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                self._storage.set_trial_system_attr(trial._trial_id, DUPLICATE_ATTR, True)
+                self._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
     def propose(self, claim: Claim) -> Claim | None:
         """Random/TPE: let the sampler draw the knob values of a proposal slot;

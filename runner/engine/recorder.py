@@ -29,6 +29,7 @@ def probe_steps(steps_per_epoch: int, n: int) -> list[int]:
     (1, 2, 3, 7, 12, 23, ...), since a collapse can happen within a few steps."""
     if not n or steps_per_epoch <= 1:
         return []
+    n = min(n, 64)  # a sweep file cannot ask for more (and more would only repeat steps)
     return sorted({max(1, round(steps_per_epoch ** (k / n))) for k in range(n)} - {steps_per_epoch})
 
 

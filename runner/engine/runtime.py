@@ -42,18 +42,26 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+ORPHANED = threading.Event()
+#: Seconds an orphaned worker has to release its runs before it ends itself.
+ORPHAN_GRACE = 20.0
+
+
 def watch_parent(interval: float = 1.0) -> None:
     """In a worker process: if the process that started it dies (killed with
     SIGKILL, say), interrupt this one, so that it releases its runs and exits
-    instead of training on as an orphan."""
+    instead of training on as an orphan; if it is still there after
+    :data:`ORPHAN_GRACE` seconds (stuck in a long native call), it ends itself."""
     parent = os.getppid()
 
     def watch() -> None:
         stop = threading.Event()
         while not stop.wait(interval):
             if os.getppid() != parent:
+                ORPHANED.set()
                 _thread.interrupt_main()
-                return
+                stop.wait(ORPHAN_GRACE)
+                os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="remedysweep-parent-watch").start()
 

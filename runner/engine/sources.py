@@ -14,12 +14,15 @@ file, the function (or key) and what is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -346,10 +349,103 @@ def _check_is_model(model: Any, what: str, file: str, key: str) -> None:
         raise SweepError(file, key, f"{what} returned an uncompiled model: call model.compile(optimizer=..., loss=...) before returning it")
 
 
+# ----------------------------------------------------------------------------
+# What user code reads: the sweep's identity covers it
+# ----------------------------------------------------------------------------
+
+_WATCH: list[dict[str, set[str]]] = []
+_HOOKED = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if not _WATCH or event != "open":
+        return
+    path, mode = args[0], args[1] if len(args) > 1 else None
+    flags = args[2] if len(args) > 2 else 0
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return
+    if isinstance(mode, str) and any(c in mode for c in "wax+"):
+        return
+    if mode is None and isinstance(flags, int) and flags & os.O_ACCMODE != os.O_RDONLY:
+        return
+    try:
+        _WATCH[-1]["files"].add(os.path.abspath(os.fsdecode(path)))
+    except (TypeError, ValueError):
+        pass
+
+
+def _not_users(path: str) -> bool:
+    """Files that belong to Python, its packages, remedysweep or the system."""
+    import site
+    import sysconfig
+
+    here = str(Path(__file__).resolve().parent.parent)
+    home = os.path.expanduser("~")
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, here, "/proc", "/sys", "/dev", "/usr", "/etc",
+             os.path.join(home, ".keras"), os.path.join(home, ".cache"), os.path.join(home, ".local", "lib"),
+             *(site.getsitepackages() if hasattr(site, "getsitepackages") else []), sysconfig.get_paths().get("purelib", "")}
+    return any(r and (path == r or path.startswith(r.rstrip("/") + "/")) for r in roots) or "site-packages" in path or "dist-packages" in path
+
+
+@contextlib.contextmanager
+def tracking_reads() -> Iterator[dict[str, set[str]]]:
+    """The files user code reads and the modules it imports while the block runs
+    (an audit hook on ``open``, and new entries of ``sys.modules``), those of
+    Python, its packages and remedysweep left out."""
+    global _HOOKED
+    if not _HOOKED:
+        sys.addaudithook(_audit)  # audit hooks cannot be removed: one, idle outside this block
+        _HOOKED = True
+    record: dict[str, set[str]] = {"files": set(), "modules": set()}
+    before = set(sys.modules)
+    _WATCH.append(record)
+    try:
+        yield record
+    finally:
+        _WATCH.remove(record)
+        for name, module in list(sys.modules.items()):
+            f = getattr(module, "__file__", None)
+            if name not in before and f:
+                record["modules"].add(os.path.abspath(f))
+        record["files"] = {f for f in record["files"] if not _not_users(f) and os.path.isfile(f)}
+        record["modules"] = {f for f in record["modules"] if not _not_users(f) and os.path.isfile(f)}
+
+
+def read_identity(record: dict[str, set[str]], sweep: Sweep) -> dict[str, str]:
+    """Identity entries for what user code read: each module's source and each
+    data file's content (size and time beyond 256 MiB), beyond the files the
+    sweep file names itself."""
+    from remedysweep.files import file_digest
+
+    named = {os.path.abspath(p) for p in (sweep.model.builder.rsplit(":", 1)[0] if sweep.model.builder else "",
+                                          sweep.data.loader.rsplit(":", 1)[0] if sweep.data.loader else "",
+                                          sweep.model.path, sweep.data.path, sweep.source) if p}
+    base = Path(sweep.source).resolve().parent if sweep.source and not sweep.source.startswith("<") else Path.cwd()
+    out: dict[str, str] = {}
+    paths = sorted((record["modules"] | {f for f in record["files"] if not f.endswith((".pyc",))}) - named)
+    for path in paths[:500]:
+        p = Path(path)
+        try:
+            label = str(p.relative_to(base))
+        except ValueError:
+            label = str(p)
+        kind = "module" if p.suffix == ".py" else "reads"
+        with contextlib.suppress(OSError):
+            out[f"{kind} {label}"] = file_digest(p)
+    return out
+
+
 def check_problem(sweep: Sweep) -> Dataset:
     """Load the data and build the base model once (seed 0), and check that they
     fit: inputs, output units against the labels, and one training step of the
     user's loss on a few samples. Raises :class:`SweepError`; writes nothing."""
+    with tracking_reads() as record:
+        data = _check_problem(sweep)
+    check_problem.last_reads = read_identity(record, sweep)  # type: ignore[attr-defined]
+    return data
+
+
+def _check_problem(sweep: Sweep) -> Dataset:
     from .surgery import describe_model
 
     file = sweep.source

@@ -7,13 +7,14 @@ through joblib) and ``remedysweep worker`` (any machine that reaches the storage
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from .build import Setup
 from .config import build_plan
 from .keras_trainer import error_message, run_alone
 from .packed import base_problem, pack_key, train_pack
-from .queue import Claim, Heartbeat, RunQueue, StorageSpec, objective_values
+from .queue import Claim, Heartbeat, RunQueue, StorageLost, StorageSpec, is_storage_loss, objective_values, redact_text
 from .result import RunResult
 from .runtime import configure_tensorflow
 
@@ -127,11 +128,18 @@ def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset
     """Entry point of a local worker process (joblib/loky). Stopped by SIGINT
     (Ctrl-C, or passed on by its coordinator) or by its coordinator's death, it
     releases its runs and returns quietly."""
-    from .runtime import interrupt_once, watch_parent
+    from .runtime import ORPHANED, interrupt_once, watch_parent
 
     watch_parent()
     interrupt_once()
+    spec = StorageSpec(url)
     try:
-        return work(StorageSpec(url), study_name, threads=threads, only_keys=only_keys, isolated=isolated)
+        return work(spec, study_name, threads=threads, only_keys=only_keys, isolated=isolated)
     except KeyboardInterrupt:
+        if ORPHANED.is_set():  # the coordinator is gone: runs released, nobody to return to
+            os._exit(0)
         return 0
+    except Exception as exc:
+        if is_storage_loss(exc):  # one plain line for the coordinator, no traceback
+            raise StorageLost(f"lost the storage {spec.display()}: {redact_text(error_message(exc), spec.url)}") from None
+        raise
