@@ -25,7 +25,7 @@ from remedysweep.files import MARKER, FileLock, LockHeld, atomic_write, check_fo
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
-from .engine.queue import RunQueue, StorageLost, StorageSpec, _first_line, check_journal, is_storage_loss, parse_storage, redact_text
+from .engine.queue import RunQueue, StorageLost, StorageSpec, check_journal, is_storage_loss, loss_reason, parse_storage, redact_text
 from .engine.runtime import threads_per_worker
 
 RUN_FILE = "run.json"
@@ -444,8 +444,10 @@ def run_sweep(
     try:
         return _run_locked(queue, prepared, workers=workers, progress=progress, report=report, queue_only=queue_only, log=log)
     except Exception as exc:
-        if isinstance(exc, StorageLost) or is_storage_loss(exc):
-            raise StorageLost(f"lost the storage {spec.display()} ({redact_text(_first_line(exc), spec.url)[:300]}); "
+        if isinstance(exc, StorageLost):
+            raise StorageLost(f"{exc}; finished runs are kept there; run the same command again to resume") from None
+        if is_storage_loss(exc):
+            raise StorageLost(f"lost the storage {spec.display()} ({redact_text(loss_reason(exc), spec.url)}); "
                               "finished runs are kept there; run the same command again to resume") from None
         raise
     finally:

@@ -148,9 +148,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """Start a throwaway PostgreSQL server on a free loopback port."""
+def start_postgres() -> tuple[str, "object"]:
+    """A throwaway PostgreSQL server on a free loopback port: (URL, stop)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     root = Path(tempfile.mkdtemp(prefix="remedysweep-pg-"))  # /tmp: reachable by the postgres user
     data, sock = root / "data", root / "sock"
@@ -171,14 +170,42 @@ def postgres_url() -> str:
          "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=50", "start"],
         check=True, capture_output=True,
     )
+
+    def stop() -> None:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+
     try:
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", port=port, user="rs", password=PASSWORD, dbname="postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE sweeps")
-        yield f"postgresql://rs:{PASSWORD}@127.0.0.1:{port}/sweeps"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+    except BaseException:
+        stop()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+    def stop_and_remove() -> None:
+        stop()
         shutil.rmtree(root, ignore_errors=True)
 
+    return f"postgresql://rs:{PASSWORD}@127.0.0.1:{port}/sweeps", (stop, stop_and_remove)
 
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A throwaway PostgreSQL server for the whole session."""
+    url, (_, remove) = start_postgres()
+    try:
+        yield url
+    finally:
+        remove()
+
+
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server of this test's own: (URL, stop), to stop it mid-test."""
+    url, (stop, remove) = start_postgres()
+    try:
+        yield url, stop
+    finally:
+        remove()

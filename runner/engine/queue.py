@@ -162,6 +162,17 @@ class StorageLost(StorageError):
     """The storage went away while the sweep ran."""
 
 
+def loss_reason(exc: BaseException) -> str:
+    """The first line of the deepest cause of a storage loss (the driver's "server
+    closed the connection"), not Optuna's wrapper around it."""
+    seen = 0
+    while (exc.__cause__ or exc.__context__) is not None and seen < 10:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

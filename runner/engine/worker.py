@@ -14,7 +14,7 @@ from .build import Setup
 from .config import build_plan
 from .keras_trainer import error_message, run_alone
 from .packed import base_problem, pack_key, train_pack
-from .queue import Claim, Heartbeat, RunQueue, StorageLost, StorageSpec, is_storage_loss, objective_values, redact_text
+from .queue import Claim, Heartbeat, RunQueue, StorageLost, StorageSpec, is_storage_loss, loss_reason, objective_values, redact_text
 from .result import RunResult
 from .runtime import configure_tensorflow
 
@@ -141,5 +141,5 @@ def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset
         return 0
     except Exception as exc:
         if is_storage_loss(exc):  # one plain line for the coordinator, no traceback
-            raise StorageLost(f"lost the storage {spec.display()}: {redact_text(error_message(exc), spec.url)}") from None
+            raise StorageLost(f"lost the storage {spec.display()} ({redact_text(loss_reason(exc), spec.url)})") from None
         raise
