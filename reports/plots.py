@@ -230,3 +230,17 @@ def curve_groups(series: dict[str, list[list[float]]], chance: float) -> Any:
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("val. accuracy")
     return fig
+
+
+def run_diagnostics(curves: dict[str, list[float]], keys: list[tuple[str, str]]) -> Any:
+    """One run's diagnostics per epoch, a small panel each."""
+    plt = _plt()
+    shown = [(k, label) for k, label in keys if any(v == v for v in curves.get(k, []))]
+    n = max(1, len(shown))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], shown):
+        values = curves.get(key, [])
+        ax.plot(range(1, len(values) + 1), values, color="#1864ab", lw=1.2)
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("epoch")
+    return fig

@@ -55,8 +55,7 @@ def test_each_classic_problem_gets_its_symptom_and_a_verified_fix(model, data, s
     assert ev["at_chance"] == 0 and ev["failed"] == 0
     assert ev["at_chance"] < base["at_chance"] or ev["median_final_accuracy"] > base["median_final_accuracy"] + 0.02 \
         or ev["oscillating"] < base["oscillating"]
-    if fixes is not None:
-        assert set(rec["changes"]) <= fixes | {c for c in rec["changes"] if "+" in c}, rec["changes"]
+    if fixes is not None:  # the change that removes the cause is part of the fix (tuning may come with it)
         assert set(rec["changes"]) & fixes, rec["changes"]
     assert rec["code"] and all(isinstance(c, str) and c for c in rec["code"])
     assert "->" in v["conclusion"]  # accuracy before and after, not only seeds at chance
@@ -65,7 +64,7 @@ def test_each_classic_problem_gets_its_symptom_and_a_verified_fix(model, data, s
 def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
     v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=6, out=tmp_path)
     assert v["baseline"]["at_chance"] >= 1 and {"handwritten_loss", "collapsed"} <= set(v["symptom_names"])
-    assert v["recommendation"]["changes"] == ["loss=fused_logits"]
+    assert "loss=fused_logits" in v["recommendation"]["changes"]
     assert any("from_logits=True" in c and "CategoricalCrossentropy(" in c for c in v["recommendation"]["code"])
     html = write_doctor_report(v, tmp_path).read_text()
     assert "loss=fused_logits" in html and "<svg" in html

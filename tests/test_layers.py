@@ -15,13 +15,15 @@ LAYER = {
     "remedysweep.remedies": 1,
     "remedysweep.engine": 2,
     "remedysweep.reports": 3, "remedysweep.sweep": 3, "remedysweep.doctor": 3, "remedysweep.bench": 3, "remedysweep.testing": 3,
+    "remedysweep.keras": 3,
     "remedysweep.cli": 4, "remedysweep": 4, "remedysweep.__main__": 4,
 }
 # Applications may use each other only this way: a sweep writes its report, doctor
 # renders with the report code and exports like a sweep, the contract suite and
 # the benchmark use the sweep's export.
 APP_USES = {"remedysweep.sweep": {"remedysweep.reports"}, "remedysweep.doctor": {"remedysweep.reports", "remedysweep.sweep"},
-            "remedysweep.testing": {"remedysweep.sweep"}, "remedysweep.bench": set(), "remedysweep.reports": set()}
+            "remedysweep.testing": {"remedysweep.sweep"}, "remedysweep.bench": set(), "remedysweep.reports": set(),
+            "remedysweep.keras": {"remedysweep.reports"}}
 
 
 def modules():

@@ -1,0 +1,513 @@
+"""``remedysweep.keras.Watch``: a Keras callback that watches the user's own
+``model.fit`` with the sweep's recorder.
+
+    from remedysweep.keras import Watch
+    model.fit(x, y, validation_data=(xv, yv), callbacks=[Watch("runs/mine", data=(xv, yv))])
+
+Each epoch it records Keras's metrics and, on a fixed probe batch of ``data``,
+the diagnostics a sweep records (logits, dead units, gradient norms, weight
+norm, the regularization penalty); the run is classified by the same recorder
+and rules as a run of a sweep. The first time a symptom appears it prints one
+line (which, when, the evidence); ``stop_on`` names symptoms that end training
+through ``model.stop_training``. It writes a run folder: ``trials.csv``,
+``curves.csv``, ``early_probes.csv``, ``watch.json`` and ``watch.html`` (the
+curves, diagnostics, symptoms, and the remedies doctor would try first), the
+model as compiled when training began (``model.keras``) and, when data is
+given, a sample of it (``data.npz``), so that ``remedysweep doctor --from
+FOLDER`` starts from what it saw. With ``tensorboard=LOGDIR`` the diagnostics
+are also TensorBoard scalars.
+
+It never breaks the user's training: a failure of its own becomes one warning
+and the callback steps aside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
+
+FOLDER_KIND = "watch"
+#: The data sample kept for doctor: at most this many bytes of arrays.
+SAMPLE_BYTES = 64 << 20
+WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "data.npz", "sweep.json")
+
+
+class Watch(keras.callbacks.Callback):
+    """``Watch(out, data=None, stop_on=(), tensorboard=None, *, train_data=None,
+    probe_size=256, early_probes=0, verbose=True, name="watch")``: see the module text.
+
+    ``data``: ``(x, y)`` the probe batch and the validation accuracy come from
+    (usually the validation data); without it only Keras's metrics and the
+    weights are recorded. ``train_data``: ``(x, y)`` kept for doctor (a sample
+    within 64 MiB); doctor splits ``data`` itself when it is missing.
+    ``stop_on``: symptom names (``"collapsed"``, ``"diverged"``, ...) that stop
+    training when they appear. ``early_probes``: probe accuracy at a few steps of
+    the first epoch (a per-step hook, so off by default)."""
+
+    def __init__(self, out: str | Path, data: Any = None, stop_on: Sequence[str] = (), tensorboard: str | Path | None = None,
+                 *, train_data: Any = None, probe_size: int = 256, early_probes: int = 0, verbose: bool = True, name: str = "watch"):
+        super().__init__()
+        from remedysweep.engine.symptoms import SYMPTOMS
+
+        unknown = [s for s in stop_on if s not in SYMPTOMS]
+        if unknown:
+            raise ValueError(f"stop_on: unknown symptom(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(SYMPTOMS))}")
+        self.out = Path(out)
+        check_folder(self.out, FOLDER_KIND)  # only a folder remedysweep wrote as a watch: never the user's files
+        self.data, self.train_data = data, train_data
+        self.stop_on = tuple(stop_on)
+        self.tensorboard = Path(tensorboard) if tensorboard is not None else None
+        self.probe_size, self.early_probes, self.verbose, self.name = probe_size, early_probes, verbose, name
+        self.broken: str | None = None
+        self.recorder: Any = None
+        self.seen: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self.epoch_offset = 0
+        self._writer: Any = None
+        if early_probes:
+            self.on_train_batch_end = self._batch_end  # a per-step hook only when asked for
+
+    # -- never break the user's training ------------------------------------------
+
+    def _guard(self, step: str, fn: Any, *args: Any) -> None:
+        if self.broken:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # its own failure: one warning, then it steps aside
+            self.broken = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            warnings.warn(f"remedysweep Watch stopped watching at {step}: {self.broken}", RuntimeWarning, stacklevel=2)
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._guard("the start of training", self._begin)
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch, self._step = epoch, 0
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self._guard(f"epoch {epoch + 1}", self._epoch_end, epoch, dict(logs or {}))
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self._guard("the end of training", self._end)
+
+    def _batch_end(self, batch: int, logs: Any = None) -> None:
+        self._guard("a step", self._probe_step, batch)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.recorder is not None:  # another fit call: the same run goes on
+            self.recorder.sweep = self._sweep(self.recorder.epochs_run + int(self.params.get("epochs", 1)) - self._initial_epoch())
+            return
+        from remedysweep.engine.recorder import Recorder
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        if folder_kind(self.out) is None:
+            mark_folder(self.out, FOLDER_KIND)
+        self.dataset = _dataset(self.model, self.data, self.train_data)
+        self.chance = self.dataset.chance if self.dataset is not None else _chance_from_units(self.model)
+        steps = int(self.params.get("steps") or 1)
+        self.recorder = Recorder(self._sweep(int(self.params.get("epochs", 1)) - self._initial_epoch()), self.chance, steps,
+                                 early_stop=False)
+        self.probe = _probe(self.model, self.dataset, self.probe_size) if self.dataset is not None else None
+        self.saved = _save_for_doctor(self.model, self.out, self.dataset, self.train_data)
+        self._write_meta()
+
+    def _initial_epoch(self) -> int:
+        return int(getattr(self.model, "_initial_epoch", 0) or 0)
+
+    def _sweep(self, epochs: int) -> Any:
+        from dataclasses import replace
+
+        from remedysweep.engine.config import DataSpec, ModelSpec, make_sweep
+
+        s = make_sweep(self.name, model=ModelSpec(kind="mlp"), data=DataSpec(dataset="digits"), epochs=max(1, epochs),
+                       early_probes=self.early_probes, probe_size=self.probe_size)
+        return replace(s, source="<watch>")
+
+    def _probe_step(self, batch: int) -> None:
+        before, self._step = self._step, batch + 1
+        rec = self.recorder
+        if self.probe is None or rec is None or self._epoch - self.epoch_offset >= rec.probe_epochs:
+            return
+        for s in rec.probe_steps:
+            if before < s <= self._step:
+                rec.add_probe(self._epoch, self._step, self.probe[1]())
+                break
+
+    def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        rec = self.recorder
+        if rec is None:
+            return
+        d = self.probe[0]() if self.probe is not None else _weights_only(self.model)
+        if "val_accuracy" not in logs and self.probe is not None:
+            logs["val_accuracy"] = self.probe[2]()  # the whole of `data`, as a sweep's validation accuracy
+        if "accuracy" not in logs:
+            logs["accuracy"] = float("nan")
+        if "val_accuracy" not in logs:
+            logs["val_accuracy"] = logs.get("accuracy", float("nan"))  # no validation at all: training accuracy stands in
+        rec.sweep = rec.sweep if rec.epochs_run + 1 <= rec.sweep.training.epochs else self._sweep(rec.epochs_run + 1)
+        rec.stopped = False
+        rec.end_epoch(logs, d, d.get("weights_finite", True))
+        self._tensorboard(epoch, logs, d)
+        partial = rec.finish(facts={"relu_family": self.probe is not None and self.probe[3]} if self.probe else {})
+        rec.stopped = False
+        new = [s for s in partial.symptoms if s not in self.seen]
+        for s in new:
+            self.seen[s] = epoch + 1
+            if self.verbose:
+                print(f"remedysweep: epoch {epoch + 1}: {s}: {_evidence(s, partial, self.chance)}", flush=True)
+        hit = [s for s in new if s in self.stop_on]
+        if hit:
+            self.model.stop_training = True
+            if self.verbose:
+                print(f"remedysweep: stopping training at epoch {epoch + 1} ({', '.join(hit)})", flush=True)
+        self._write(partial)
+
+    def _end(self) -> None:
+        if self.recorder is None:
+            return
+        result = self.recorder.finish(seconds=time.perf_counter() - self.started, n_params=int(self.model.count_params()),
+                                      path="watch", facts={"relu_family": bool(self.probe and self.probe[3])})
+        self._write(result, final=True)
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- what it writes ------------------------------------------------------------------
+
+    def _write_meta(self) -> None:
+        from remedysweep.version import __version__
+
+        meta = {"written_by": "remedysweep", "version": __version__, "name": self.name, "chance": self.chance,
+                "fit": {k: v for k, v in (self.params or {}).items() if isinstance(v, (int, float, str, bool)) or v is None},
+                "doctor": self.saved, "probe": self.probe is not None, "stop_on": list(self.stop_on), "seen": self.seen,
+                "broken": self.broken}
+        atomic_write(self.out / "watch.json", json.dumps(meta, indent=2, default=str))
+
+    def _write(self, result: Any, final: bool = False) -> None:
+        import pandas as pd
+
+        from remedysweep.engine import result as schema
+
+        trials = pd.DataFrame([schema.trial_row(0, "watch", {}, 0, result)])
+        atomic_write(self.out / "trials.csv", trials.to_csv(index=False))
+        atomic_write(self.out / "curves.csv", pd.DataFrame(list(schema.curve_rows(0, "watch", 0, result))).to_csv(index=False))
+        atomic_write(self.out / "early_probes.csv",
+                     pd.DataFrame(list(schema.probe_rows(0, "watch", 0, result)), columns=list(schema.PROBE_COLUMN_NAMES)).to_csv(index=False))
+        self._write_meta()
+        if final:
+            from remedysweep.reports.watch import render_watch
+
+            atomic_write(self.out / "watch.html", render_watch(result, self.seen, self.chance, self.out, self.saved,
+                                                               _suggestions(result, self.model)))
+
+    def _tensorboard(self, epoch: int, logs: dict[str, Any], d: dict[str, Any]) -> None:
+        if self.tensorboard is None:
+            return
+        try:
+            self._scalars(epoch, d)
+        except Exception as exc:  # TensorBoard missing or failing: only its part stops
+            warnings.warn(f"remedysweep Watch: no TensorBoard scalars ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+            self.tensorboard = None
+
+    def _scalars(self, epoch: int, d: dict[str, Any]) -> None:
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.tensorboard / self.name))
+        with self._writer.as_default(step=epoch):
+            for k, v in d.items():
+                if isinstance(v, (int, float)) and k != "weights_finite" and math.isfinite(float(v)):
+                    tf.summary.scalar(f"remedysweep/{k}", float(v))
+                elif isinstance(v, list):
+                    for i, x in enumerate(v):
+                        tf.summary.scalar(f"remedysweep/dead_fraction_layer{i + 1}", float(x))
+
+
+
+# ----------------------------------------------------------------------------
+# Pieces
+# ----------------------------------------------------------------------------
+
+
+def _dataset(model: Any, data: Any, train_data: Any) -> Any:
+    """``data`` as a :class:`~remedysweep.engine.data.Dataset` (its validation
+    half), labels in the format the model's loss takes."""
+    if data is None:
+        return None
+    from remedysweep.engine.sources import adopt_label_format, dataset_from_arrays
+
+    x, y = data
+    tx, ty = train_data if train_data is not None else data
+    ds = dataset_from_arrays("watch", ((tx, ty), (x, y)), "Watch", "data")
+    units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else _output_units(model, ds)
+    return adopt_label_format(ds, units)
+
+
+def _output_units(model: Any, ds: Any) -> int:
+    import keras
+    import tensorflow as tf
+
+    from remedysweep.engine.data import map_inputs
+
+    out = keras.ops.convert_to_numpy(model(map_inputs(ds.x_val, lambda a: tf.constant(a[:2])), training=False))
+    return int(out.shape[-1])
+
+
+def _chance_from_units(model: Any) -> float:
+    try:
+        units = int(model.outputs[0].shape[-1])
+    except Exception:
+        return float("nan")
+    return 0.5 if units == 1 else 1.0 / units
+
+
+def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
+    """(diagnostics(), probe accuracy(), accuracy on all of ``data``, relu family)
+    on the user's own model, as it is: the pre-activations of a hidden layer with
+    its own activation are its output computed without that activation."""
+    import keras
+    import tensorflow as tf
+
+    from remedysweep.engine.data import map_inputs
+    from remedysweep.engine.recorder import diagnostics, slice_values
+    from remedysweep.engine.surgery import RELU_FAMILY, activation_name, main_kernel, structure, to_functional
+
+    idx = ds.probe_indices(size)
+    x = map_inputs(ds.x_val, lambda a: tf.constant(a[idx]))
+    x_all = map_inputs(ds.x_val, tf.constant)
+    binary = int(model.outputs[0].shape[-1]) == 1 if getattr(model, "outputs", None) else False
+    y_true = ds.y_val[idx]
+    y_fit = tf.constant(ds.targets(y_true, ds.label_format))
+    onehot = tf.constant(ds.targets(y_true, "binary" if binary else "one_hot"))
+    y_all = tf.constant(ds.y_val)
+    functional = to_functional(model)
+    taps, hidden, output, relu = None, [], None, False
+    if functional is not None:
+        s = structure(functional)
+        output = s.output_layer
+        hidden = [l for l in s.hidden if activation_name(l) not in ("linear", "softmax") and len(l._inbound_nodes) >= 1]
+        acts = {activation_name(l) for l in hidden} | {activation_name(l) for l in s.hidden_acts}
+        relu = bool(acts) and acts <= RELU_FAMILY
+        wanted = [*hidden, *([output] if output is not None else [])]
+        try:
+            taps = keras.Model(functional.inputs, [_input_of(l, functional) for l in wanted])
+        except Exception:
+            taps, hidden, output = None, [], None
+    weighted = [l for l in model._flatten_layers(include_self=False, recursive=True) if main_kernel(l) is not None]
+    first = main_kernel(weighted[0]) if weighted else None
+    last = main_kernel(weighted[-1]) if weighted else None
+    kernel_ids = {id(main_kernel(l)) for l in weighted}
+    probabilities = _ends_in_probabilities(functional)
+
+    def linear(layer: Any, t: Any) -> Any:
+        saved = layer.activation
+        layer.activation = keras.activations.linear
+        try:
+            return layer(t)
+        finally:
+            layer.activation = saved
+
+    loss_fn = model.compute_loss
+
+    @tf.function(autograph=False)
+    def compute() -> dict[str, Any]:
+        with tf.GradientTape() as tape:
+            pred = model(x, training=False)
+            loss = model.compute_loss(x=x, y=y_fit, y_pred=pred, training=False)
+        variables = model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        pairs = [(v, tf.convert_to_tensor(g)) for v, g in zip(variables, grads) if g is not None]
+        logits, preacts = None, []
+        if taps is not None:
+            ins = taps(x, training=False)
+            ins = list(ins) if isinstance(ins, (list, tuple)) else [ins]
+            preacts = [linear(l, t) for l, t in zip(hidden, ins[: len(hidden)])]
+            if output is not None:
+                logits = linear(output, ins[-1])
+        elif not probabilities:
+            logits = pred
+        else:
+            logp = tf.math.log(tf.clip_by_value(tf.cast(pred, tf.float32), 1e-30, 1.0))
+            logits = logp - tf.reduce_mean(logp, axis=-1, keepdims=True)  # logits up to a shift per sample
+        grad_of = {id(v): g for v, g in pairs}
+        fl = (grad_of[id(first)][None], grad_of[id(last)][None]) if first is not None and id(first) in grad_of and id(last) in grad_of else None
+        d = diagnostics(tf.cast(logits, tf.float32)[None] if logits is not None else None, onehot[None],
+                        [tf.cast(p, tf.float32)[None] for p in preacts], [tf.cast(g, tf.float32)[None] for _, g in pairs],
+                        [tf.cast(g, tf.float32)[None] for v, g in pairs if id(v) in kernel_ids], fl,
+                        [tf.cast(v, tf.float32)[None] for v in variables], binary,
+                        penalty=tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0))
+        d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
+        return d
+
+    _ = loss_fn
+
+    def predictions(out: Any) -> Any:
+        if binary:
+            return tf.cast(tf.cast(out, tf.float32)[:, 0] > (0.5 if probabilities else 0.0), tf.int32)
+        return tf.argmax(out, axis=-1, output_type=tf.int32)
+
+    def probe() -> dict[str, Any]:
+        d = {k: v.numpy() for k, v in compute().items()}
+        finite = bool(d.pop("weights_finite"))
+        return {**slice_values(d, 0), "weights_finite": finite}
+
+    def accuracy() -> float:
+        return float(tf.reduce_mean(tf.cast(tf.equal(predictions(model(x, training=False)), tf.constant(y_true)), tf.float32)))
+
+    def accuracy_all() -> float:
+        out = model.predict(x_all, verbose=0, batch_size=1024)
+        return float(np.mean(keras.ops.convert_to_numpy(predictions(tf.constant(out))) == ds.y_val))
+
+    _ = y_all
+    return probe, accuracy, accuracy_all, relu
+
+
+def _input_of(layer: Any, model: Any) -> Any:
+    """The tensor a layer was called on in ``model`` (its node in that model)."""
+    ids = {id(n) for depth in model._nodes_by_depth.values() for n in depth}
+    for node in layer._inbound_nodes:
+        if id(node) in ids and len(node.input_tensors) == 1:
+            return node.input_tensors[0]
+    raise ValueError(f"layer {layer.name!r} has no single input in the model")
+
+
+def _ends_in_probabilities(functional: Any) -> bool:
+    if functional is None:
+        return True
+    from remedysweep.engine.surgery import structure
+
+    head = structure(functional).head_activations
+    return bool(head) and head[-1] in ("softmax", "sigmoid")
+
+
+def _weights_only(model: Any) -> dict[str, Any]:
+    """Without data: the weight norm and whether the weights are finite."""
+    w = [np.asarray(v) for v in model.trainable_weights]
+    finite = all(np.all(np.isfinite(a)) for a in w)
+    return {"weight_norm": float(np.sqrt(sum(float(np.sum(np.square(a.astype("float64")))) for a in w))) if finite else float("nan"),
+            "weights_finite": finite}
+
+
+def _evidence(symptom: str, r: Any, chance: float) -> str:
+    """One line of evidence for a symptom, from the run so far."""
+    from remedysweep.engine.symptoms import SYMPTOMS
+
+    c = r.curves
+    val = [v for v in c.get("val_accuracy", []) if v == v]
+    text = {
+        "collapsed": f"validation accuracy {val[-1]:.3f} (chance {chance:.3f}) after a peak of {r.peak_val_accuracy:.3f}" if val else "",
+        "never_learned": f"validation accuracy {val[-1]:.3f}, never above chance {chance:.3f} by the rise margin" if val else "",
+        "diverged": f"loss or weights NaN/Inf from epoch {r.first_nonfinite_epoch}",
+        "degraded": f"validation accuracy {val[-1]:.3f}, {r.peak_val_accuracy - val[-1]:.3f} below its peak" if val else "",
+        "exploding_logits": f"mean |logit| {max(v for v in c.get('logit_abs_mean', [0]) if v == v):.1f}",
+        "dead_units": f"{c.get('dead_fraction', [float('nan')])[-1]:.0%} of hidden units never active on the probe batch",
+        "zero_gradients": f"{c.get('zero_grad_fraction', [float('nan')])[-1]:.0%} of kernel gradient entries exactly zero",
+        "exploding_gradients": f"gradient norm {max(v for v in c.get('grad_norm', [0]) if v == v):.3g}",
+        "penalty_dominates": f"penalty {c.get('penalty', [float('nan')])[-1]:.3g} of a loss of {c.get('loss', [float('nan')])[-1]:.3g}",
+        "oscillation": f"{r.oscillations} swings of the validation accuracy",
+    }.get(symptom, "")
+    return text or SYMPTOMS.get(symptom, "")
+
+
+def _suggestions(result: Any, model: Any) -> list[dict[str, str]]:
+    """What doctor would try first for these symptoms: the remedies' own suggestions."""
+    from remedysweep.engine.surgery import describe_model
+    from remedysweep.remedies import discover
+
+    try:
+        info = describe_model(model)
+        facts = info.facts()
+    except Exception:
+        facts = {}
+    registry = discover()
+    symptoms = frozenset(result.symptoms)
+    out = []
+    for name, remedy in registry.remedies.items():
+        try:
+            values = list(remedy.suggest(symptoms, facts))
+        except Exception:
+            continue
+        for v in values[:2]:
+            try:
+                out.append({"change": f"{name}={v}", "code": remedy.describe_change(v, facts)})
+            except Exception:
+                out.append({"change": f"{name}={v}", "code": ""})
+    return out[:8]
+
+
+def _save_for_doctor(model: Any, out: Path, ds: Any, train_data: Any) -> dict[str, Any]:
+    """The model as compiled when training began, and the data sample, for
+    ``doctor --from``; says what could not be saved and why."""
+    info: dict[str, Any] = {"custom_objects": _custom_objects(model)}
+    try:
+        model.save(out / "model.keras")
+        info["model"] = "model.keras"
+    except Exception as exc:
+        info["model"] = None
+        info["model_problem"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    if ds is not None:
+        from remedysweep.engine.data import input_arrays, map_inputs
+
+        arrays: dict[str, np.ndarray] = {}
+        n_val = len(ds.y_val)
+        for split, x, y in (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val)):
+            rows = len(y)
+            size = sum(a.nbytes for a in input_arrays(x)) + y.nbytes
+            keep = np.arange(rows) if size <= SAMPLE_BYTES // 2 else np.random.default_rng(0).permutation(rows)[: max(2, int(rows * (SAMPLE_BYTES // 2) / size))]
+            xs = map_inputs(x, lambda a: a[np.sort(keep)])
+            if isinstance(xs, dict):
+                arrays.update({f"x_{split}__{k}": _storable(v) for k, v in xs.items()})
+            elif isinstance(xs, tuple):
+                arrays.update({f"x_{split}__{i}": _storable(v) for i, v in enumerate(xs)})
+            else:
+                arrays[f"x_{split}"] = _storable(xs)
+            arrays[f"y_{split}"] = y[np.sort(keep)]
+        np.savez(out / "data.npz", **arrays)
+        info["data"] = "data.npz"
+        info["data_is_split_of_validation"] = train_data is None
+        info["rows"] = {"train": int(len(arrays["y_train"])), "val": int(len(arrays["y_val"])), "val_given": n_val}
+    return info
+
+
+def _storable(a: np.ndarray) -> np.ndarray:
+    """Text as fixed-width unicode (an .npz that needs no pickle)."""
+    return a.astype(str) if a.dtype.kind == "O" else a
+
+
+def _custom_objects(model: Any) -> list[dict[str, str]]:
+    """Where the model's own (non-Keras) classes and functions live, for doctor
+    to import them again: layers, the model class, the loss, the metrics."""
+    import inspect
+
+    found: dict[str, Any] = {}
+    candidates = [type(model), *(type(l) for l in model._flatten_layers(include_self=False, recursive=True))]
+    config = getattr(getattr(model, "_compile_config", None), "config", None) or {}
+    loss = config.get("loss")
+    candidates += [loss if callable(loss) and not isinstance(loss, type) and inspect.isfunction(loss) else type(loss)] if loss is not None else []
+    for m in config.get("metrics") or []:
+        candidates.append(m if inspect.isfunction(m) else type(m))
+    out = []
+    for obj in candidates:
+        module = getattr(obj, "__module__", "") or ""
+        if module.startswith(("keras", "tensorflow", "builtins", "numpy")) or not hasattr(obj, "__qualname__"):
+            continue
+        key = f"{module}.{obj.__qualname__}"
+        if key in found:
+            continue
+        found[key] = obj
+        try:
+            source = inspect.getsourcefile(obj)
+        except TypeError:
+            source = None
+        out.append({"name": obj.__name__, "module": module, "qualname": obj.__qualname__, "file": source})
+    return out
