@@ -41,7 +41,7 @@ def test_healthy_controls_are_left_alone(model, data):
 @pytest.mark.parametrize("model, data, symptom, fixes", [
     ("softmax_twice", "digits_int", "softmax_twice", {"loss=fused_logits"}),
     ("relu_output", "blobs3", "improper_output_activation", {"loss=fused_logits"}),
-    ("dying_relu", "digits_int", "dead_units", {"initializer=he_normal", "activation=leaky_relu"}),
+    ("dying_relu", "digits_int", "dead_units", {"initializer=he_normal", "initializer=glorot_uniform", "activation=leaky_relu"}),
     ("raw_pixels_cnn", "digits_raw_images", "unscaled_inputs", {"input_scaling=standardize"}),
     ("oscillating", "noisy_blobs", "oscillation", None),
     ("deep_sigmoid", "digits_int", "vanishing_gradients", None),
