@@ -50,6 +50,8 @@ def env() -> Any:
     e.filters["num"] = _num
     e.filters["rate"] = lambda row, k, n: an.fmt_rate(int(row[k]), int(row[n]))
     e.filters["p"] = lambda v: "–" if v is None else an.fmt_p(float(v))
+    # a setting as the user wrote it: 0.1, not 0.10000000149011612
+    e.filters["setting"] = lambda v: "–" if v is None else f"{float(f'{float(v):.6g}'):g}"
     return e
 
 

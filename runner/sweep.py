@@ -492,8 +492,8 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
     with _StopSignals():
         try:
             waited = False
-            for _ in range(10_000):
-                if queue.progress()["waiting"]:
+            for attempt in range(10_000):
+                if attempt == 0 or queue.progress()["waiting"]:  # samplers queue their proposals as they go: start once in any case
                     run_workers(spec, sweep.name, workers, log)
                 if INTERRUPTED.is_set():  # joblib may end quietly when its workers are interrupted
                     raise KeyboardInterrupt
