@@ -71,7 +71,6 @@ class Watch(keras.callbacks.Callback):
         self.recorder: Any = None
         self.seen: dict[str, int] = {}
         self.started = time.perf_counter()
-        self.epoch_offset = 0
         self._writer: Any = None
         if early_probes:
             self.on_train_batch_end = self._batch_end  # a per-step hook only when asked for
@@ -137,7 +136,7 @@ class Watch(keras.callbacks.Callback):
     def _probe_step(self, batch: int) -> None:
         before, self._step = self._step, batch + 1
         rec = self.recorder
-        if self.probe is None or rec is None or self._epoch - self.epoch_offset >= rec.probe_epochs:
+        if self.probe is None or rec is None or self._epoch >= rec.probe_epochs:
             return
         for s in rec.probe_steps:
             if before < s <= self._step:
@@ -289,7 +288,6 @@ def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
     y_true = ds.y_val[idx]
     y_fit = tf.constant(ds.targets(y_true, ds.label_format))
     onehot = tf.constant(ds.targets(y_true, "binary" if binary else "one_hot"))
-    y_all = tf.constant(ds.y_val)
     functional = to_functional(model)
     taps, hidden, output, relu = None, [], None, False
     if functional is not None:
@@ -316,8 +314,6 @@ def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
             return layer(t)
         finally:
             layer.activation = saved
-
-    loss_fn = model.compute_loss
 
     @tf.function(autograph=False)
     def compute() -> dict[str, Any]:
@@ -349,8 +345,6 @@ def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
         d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
         return d
 
-    _ = loss_fn
-
     def predictions(out: Any) -> Any:
         if binary:
             return tf.cast(tf.cast(out, tf.float32)[:, 0] > (0.5 if probabilities else 0.0), tf.int32)
@@ -368,7 +362,6 @@ def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
         out = model.predict(x_all, verbose=0, batch_size=1024)
         return float(np.mean(keras.ops.convert_to_numpy(predictions(tf.constant(out))) == ds.y_val))
 
-    _ = y_all
     return probe, accuracy, accuracy_all, relu
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError
-from remedysweep.files import MARKER, FileLock, LockHeld, atomic_write, check_folder, folder_kind, mark_folder
+from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, folder_kind, mark_folder
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference

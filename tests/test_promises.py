@@ -5,18 +5,14 @@ coordinators, misleading messages, hostile text. Real processes, real files."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 
 from conftest import cli, write_sweep
 from test_parallel import journal_study, running_workers, start, wait_for

@@ -36,7 +36,7 @@ from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make
 from remedysweep.engine.result import RunResult
 from remedysweep.engine.symptoms import STATIC_FAULTS, SYMPTOMS, model_symptoms
 
-from .evidence import Candidate, confirmed, median, rank_key, reference_accuracy, select, summarize
+from .evidence import Candidate, confirmed, median, rank_key, reference_accuracy, select
 from .search import Search, SearchLog
 
 #: Symptoms that make a model need a fix even when no seed ended at chance.
@@ -77,12 +77,10 @@ class Doctor:
     """One diagnosis (see the module text); :meth:`run` returns the verdict."""
 
     def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int, plugins: tuple[str, ...],
-                 echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True,
-                 loaded: Any = None):
+                 echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True):
         self.model, self.data_spec = model, data
         self.epochs, self.seeds, self.budget, self.plugins = epochs, seeds, budget, plugins
         self.echo, self.out, self.strategy, self.pack = echo, out, strategy, pack
-        self.loaded = loaded  # (model builder, Dataset) given from Python: a live model and arrays
         self.queue = None
 
     # -- the steps -----------------------------------------------------------------
@@ -97,7 +95,7 @@ class Doctor:
         configure_tensorflow()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sweep = doctor_sweep(self.model, self.data_spec, epochs=self.epochs, seeds=self.seeds, plugins=self.plugins, pack=self.pack)
-        data = self.loaded[1] if self.loaded is not None else check_problem(sweep)  # one-line errors before anything runs
+        data = check_problem(sweep)  # one-line errors before anything runs
         setup = self._setup(sweep, data)
         info = setup.info
         base_model = setup.source.build(0, setup.data)
@@ -165,8 +163,6 @@ class Doctor:
         from remedysweep.engine.build import Setup
 
         setup = Setup.load(sweep, data=data)
-        if self.loaded is not None:
-            setup.source = self.loaded[0]
         setup.base_info()
         return setup
 

@@ -15,7 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from remedysweep.remedies import AS_BUILT, RemedyConflict
+from remedysweep.remedies import RemedyConflict
 
 from .evidence import Candidate, median, rank_key
 

@@ -24,7 +24,6 @@ layer, loss or optimizer takes the Keras path, and ``trials.csv`` says why.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -189,7 +188,6 @@ class PackedTrainer:
 
     def __init__(self, runs: Sequence[BuiltRun], chains: Sequence[Chain], sweep: Any, optimizer_cls: type,
                  optimizer_config: dict[str, Any], learning_rates: Sequence[float]):
-        import keras
         import tensorflow as tf
 
         self.runs, self.sweep = list(runs), sweep

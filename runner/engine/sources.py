@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
