@@ -25,7 +25,7 @@ from typing import Any
 
 from .version import __version__
 
-__all__ = ["__version__", "diagnose", "load_results", "load_sweep", "run_sweep", "write_report"]
+__all__ = ["__version__", "diagnose", "diagnose_model", "load_results", "load_sweep", "run_sweep", "write_report"]
 
 
 def load_sweep(path: Any, *, plugins: tuple[str, ...] = ()) -> Any:
@@ -62,3 +62,11 @@ def diagnose(model: str, data: str, **options: Any) -> Any:
     from .doctor import diagnose_sources
 
     return diagnose_sources(model, data, **options)
+
+
+def diagnose_model(model: Any, x: Any, y: Any = None, **options: Any) -> Any:
+    """Run ``doctor`` on a live, compiled ``keras.Model`` and arrays, as in a
+    notebook; see :func:`remedysweep.doctor.diagnose_model`."""
+    from .doctor import diagnose_model as _diagnose
+
+    return _diagnose(model, x, y, **options)

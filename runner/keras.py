@@ -38,7 +38,7 @@ from remedysweep.files import atomic_write, check_folder, folder_kind, mark_fold
 FOLDER_KIND = "watch"
 #: The data sample kept for doctor: at most this many bytes of arrays.
 SAMPLE_BYTES = 64 << 20
-WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "data.npz", "sweep.json")
+WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz", "sweep.json")
 
 
 class Watch(keras.callbacks.Callback):
@@ -441,13 +441,9 @@ def _suggestions(result: Any, model: Any) -> list[dict[str, str]]:
 def _save_for_doctor(model: Any, out: Path, ds: Any, train_data: Any) -> dict[str, Any]:
     """The model as compiled when training began, and the data sample, for
     ``doctor --from``; says what could not be saved and why."""
-    info: dict[str, Any] = {"custom_objects": _custom_objects(model)}
-    try:
-        model.save(out / "model.keras")
-        info["model"] = "model.keras"
-    except Exception as exc:
-        info["model"] = None
-        info["model_problem"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    from remedysweep.engine.saved import save
+
+    info = save(model, out)
     if ds is not None:
         from remedysweep.engine.data import input_arrays, map_inputs
 
@@ -464,7 +460,8 @@ def _save_for_doctor(model: Any, out: Path, ds: Any, train_data: Any) -> dict[st
                 arrays.update({f"x_{split}__{i}": _storable(v) for i, v in enumerate(xs)})
             else:
                 arrays[f"x_{split}"] = _storable(xs)
-            arrays[f"y_{split}"] = y[np.sort(keep)]
+            labels = y[np.sort(keep)]  # in the form the user's loss takes (one-hot stays one-hot)
+            arrays[f"y_{split}"] = np.asarray(ds.targets(labels, ds.label_format)) if ds.label_format == "one_hot" else labels
         np.savez(out / "data.npz", **arrays)
         info["data"] = "data.npz"
         info["data_is_split_of_validation"] = train_data is None
@@ -475,32 +472,3 @@ def _save_for_doctor(model: Any, out: Path, ds: Any, train_data: Any) -> dict[st
 def _storable(a: np.ndarray) -> np.ndarray:
     """Text as fixed-width unicode (an .npz that needs no pickle)."""
     return a.astype(str) if a.dtype.kind == "O" else a
-
-
-def _custom_objects(model: Any) -> list[dict[str, str]]:
-    """Where the model's own (non-Keras) classes and functions live, for doctor
-    to import them again: layers, the model class, the loss, the metrics."""
-    import inspect
-
-    found: dict[str, Any] = {}
-    candidates = [type(model), *(type(l) for l in model._flatten_layers(include_self=False, recursive=True))]
-    config = getattr(getattr(model, "_compile_config", None), "config", None) or {}
-    loss = config.get("loss")
-    candidates += [loss if callable(loss) and not isinstance(loss, type) and inspect.isfunction(loss) else type(loss)] if loss is not None else []
-    for m in config.get("metrics") or []:
-        candidates.append(m if inspect.isfunction(m) else type(m))
-    out = []
-    for obj in candidates:
-        module = getattr(obj, "__module__", "") or ""
-        if module.startswith(("keras", "tensorflow", "builtins", "numpy")) or not hasattr(obj, "__qualname__"):
-            continue
-        key = f"{module}.{obj.__qualname__}"
-        if key in found:
-            continue
-        found[key] = obj
-        try:
-            source = inspect.getsourcefile(obj)
-        except TypeError:
-            source = None
-        out.append({"name": obj.__name__, "module": module, "qualname": obj.__qualname__, "file": source})
-    return out

@@ -92,3 +92,99 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
         h = model.fit(x_tr, y_tr, epochs=2, verbose=0, callbacks=[Watch(tmp_path / "bad", data=(x_va[:, :5], y_va), verbose=False)])
     assert len(h.history["loss"]) == 2  # the user's training went on
     assert np.isfinite(h.history["loss"]).all()
+
+
+USERS_SCRIPT = '''
+import sys
+import numpy as np
+import keras, tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from remedysweep.keras import Watch
+
+def clipped_log(y_true, y_pred):  # the write-up's loss: nobody registers it
+    return -tf.reduce_sum(y_true * tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0)), axis=-1)
+
+class Scale(keras.layers.Layer):  # a layer of the script's own, with a constructor argument
+    def __init__(self, factor, **kw):
+        super().__init__(**kw)
+        self.factor = factor
+    def call(self, x):
+        return x * self.factor
+
+x, y = load_digits(return_X_y=True)
+x_tr, x_va, y_tr, y_va = train_test_split(x.astype("float32"), y, test_size=0.25, random_state=0, stratify=y)
+eye = np.eye(10, dtype="float32")
+keras.utils.set_random_seed(0)
+inputs = keras.Input((64,))
+h = keras.layers.Dense(512, activation="leaky_relu")(Scale(1 / 16)(inputs))
+h = keras.layers.Dense(512, activation="leaky_relu")(h)
+model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(10)(h)))
+model.compile(optimizer=keras.optimizers.Adam(0.015), loss=clipped_log, metrics=["accuracy"])
+model.fit(x_tr, eye[y_tr], validation_data=(x_va, eye[y_va]), epochs=12, batch_size=32, verbose=0,
+          callbacks=[Watch(sys.argv[1], data=(x_va, eye[y_va]), train_data=(x_tr, eye[y_tr]))])
+'''
+
+
+def test_doctor_from_a_watched_collapsing_run_finds_and_verifies_the_fix(tmp_path: Path):
+    """The user's script runs as ``__main__`` in its own process; doctor, in
+    another, starts from the folder alone: the loss and layer defined in the
+    script come back from the folder, not from the script."""
+    import subprocess
+    import sys
+
+    from remedysweep.doctor import diagnose_sources, write_doctor_report
+    from remedysweep.errors import SweepError
+
+    script = tmp_path / "train.py"
+    script.write_text(USERS_SCRIPT)
+    run = tmp_path / "runs" / "mine"
+    r = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    script.unlink()  # the folder must not need the script any more
+    meta = folder_ok(run)
+    saved = meta["doctor"]
+    assert saved["model"] == "model.keras" and {o["name"] for o in saved["custom_objects"]} == {"clipped_log", "Scale"}
+    assert all(o["pickled"] == "by value" for o in saved["custom_objects"])
+    assert pd.read_csv(run / "trials.csv")["outcome"].iloc[0] in ("collapsed", "degraded")
+
+    v = diagnose_sources(None, None, from_=run, seeds=2, budget=3, out=tmp_path / "doc")
+    assert v["epochs"] == 12  # the watched run's
+    assert v["baseline"]["at_chance"] >= 1 and "handwritten_loss" in v["symptom_names"]
+    rec = v["recommendation"]
+    assert rec is not None and rec["evidence"]["at_chance"] == 0
+    assert min(rec["evidence"]["final_accuracy"]) > max(rec["baseline_evidence"]["final_accuracy"])
+    assert "confirmed" in v["conclusion"] or "p = " in v["conclusion"]
+    assert write_doctor_report(v, tmp_path / "doc").exists()
+
+    with pytest.raises(SweepError, match="not a run folder remedysweep.keras.Watch wrote"):
+        diagnose_sources(None, None, from_=tmp_path)
+    with pytest.raises(SweepError, match="either --from FOLDER or --model"):
+        diagnose_sources("x.py:f", None, from_=run)
+
+
+def test_the_python_api_doctors_a_live_model_as_it_was_built(tmp_path: Path):
+    """A notebook's model object: adapted Normalization layers keep their
+    state through saving and re-initialisation, so a healthy model stays
+    healthy and gets no change."""
+    from remedysweep import diagnose_model
+    from remedysweep.engine import saved
+
+    (x_tr, y_tr), (x_va, y_va) = shapes.digits_two_raw()
+    keras.utils.set_random_seed(0)
+    model = shapes.normalized_two_inputs()
+    norm = [l for l in model.layers if isinstance(l, keras.layers.Normalization)]
+    info = saved.save(model, tmp_path)
+    assert info["model"] == "model.keras", info
+    keras.utils.set_random_seed(1)
+    again = saved.reinitialise(saved.load(tmp_path / "model.keras"))
+    norm_again = [l for l in again.layers if isinstance(l, keras.layers.Normalization)]
+    for a, b in zip(norm, norm_again):
+        np.testing.assert_array_equal(np.asarray(a.mean), np.asarray(b.mean))  # the adapted state, as built
+    dense, dense_again = ([l for l in m.layers if isinstance(l, keras.layers.Dense)] for m in (model, again))
+    assert not np.allclose(np.asarray(dense[0].kernel), np.asarray(dense_again[0].kernel))  # a fresh draw
+
+    v = diagnose_model(model, x_tr, y_tr, validation_data=(x_va, y_va), epochs=6, seeds=2, budget=4, echo=lambda s: None)
+    assert v["baseline_outcome"] == "healthy", v["conclusion"]
+    assert v["recommendation"] is None
+    assert min(v["baseline"]["final_accuracy"]) > 0.8

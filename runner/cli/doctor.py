@@ -13,9 +13,10 @@ NAME = "doctor"
 
 def add_parser(sub: Any) -> None:
     d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
-    d.add_argument("--model", required=True, help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
-    d.add_argument("--data", required=True, help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
-    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--from", dest="from_", metavar="FOLDER", help="a run folder remedysweep.keras.Watch wrote: start from the model and data sample it holds")
+    d.add_argument("--model", help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
+    d.add_argument("--data", help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
+    d.add_argument("--epochs", type=int, default=None, help="epochs per run (default 10; with --from, the watched run's)")
     d.add_argument("--seeds", type=int, default=3)
     d.add_argument("--budget", type=int, default=48, help="most runs of the search, confirmation aside (default 48)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also try remedies from a local file")
@@ -29,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
 
     echo = (lambda s: print(safe(s), file=sys.stderr)) if args.json else (lambda s: print(safe(s)))
     verdict = diagnose_sources(args.model, args.data, epochs=args.epochs, seeds=args.seeds, budget=args.budget,
-                               plugins=tuple(args.plugin), echo=echo, out=args.out)
+                               plugins=tuple(args.plugin), echo=echo, out=args.out, from_=args.from_)
     path = write_doctor_report(verdict, Path(args.out))
     if args.json:
         keys = ("baseline_outcome", "symptoms", "recommendation", "conclusion", "sanity_check", "baseline", "tried", "facts", "best_partial")

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from remedysweep.errors import SweepError
-from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
+from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder, read_limited
 
 from remedysweep.engine.config import DataSpec, ModelSpec
 
 from .diagnosis import MAX_BUDGET, MAX_EPOCHS, MAX_SEEDS, Doctor, doctor_sweep
 from .evidence import summarize
 
-__all__ = ["Doctor", "diagnose", "diagnose_sources", "doctor_sweep", "summarize", "write_doctor_report"]
+__all__ = ["Doctor", "diagnose", "diagnose_model", "diagnose_sources", "watched_sources", "doctor_sweep", "summarize", "write_doctor_report"]
 
 
 def _source_specs(model: str, data: str) -> tuple[ModelSpec, DataSpec]:
@@ -40,6 +40,12 @@ def _source_specs(model: str, data: str) -> tuple[ModelSpec, DataSpec]:
         model_spec = ModelSpec(builder=_callable_spec("--model", None, model, Path.cwd()))  # type: ignore[arg-type]
     else:
         raise SweepError("--model", None, f"{model!r}: expected FILE.py:FUNCTION, package.module:FUNCTION or a .keras file")
+    return model_spec, _data_spec(data)
+
+
+def _data_spec(data: str) -> DataSpec:
+    from remedysweep.engine.config import CALLABLE_PATTERN, _callable_spec
+
     path = Path(data)
     if data.endswith((".npz", ".csv")) or path.is_dir():
         if not path.exists():
@@ -49,7 +55,7 @@ def _source_specs(model: str, data: str) -> tuple[ModelSpec, DataSpec]:
         data_spec = DataSpec(loader=_callable_spec("--data", None, data, Path.cwd()))  # type: ignore[arg-type]
     else:
         raise SweepError("--data", None, f"{data!r}: expected FILE.py:FUNCTION, package.module:FUNCTION, an .npz, a .csv or an image folder")
-    return model_spec, data_spec
+    return data_spec
 
 
 def check_sizes(epochs: int, seeds: int, budget: int) -> None:
@@ -59,15 +65,105 @@ def check_sizes(epochs: int, seeds: int, budget: int) -> None:
             raise SweepError(flag, None, f"must be an integer from {low} to {high}, got {value!r}")
 
 
-def diagnose_sources(model: str, data: str, *, epochs: int = 10, seeds: int = 3, budget: int = 48, plugins: tuple[str, ...] = (),
-                     echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None, **options: Any) -> dict[str, Any]:
+def watched_sources(folder: str | Path, data: str | None = None) -> tuple[ModelSpec, DataSpec, dict[str, Any]]:
+    """The model and data sample a :class:`remedysweep.keras.Watch` run folder
+    holds (``data`` given on the command line takes the sample's place), and
+    what the watch recorded. Raises :class:`SweepError` for a folder that is not
+    one, or lacks what doctor needs."""
+    from remedysweep.engine.saved import MODEL_FILE
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise SweepError("--from", None, f"{folder}: not a folder")
+    if folder_kind(path) != "watch":
+        raise SweepError("--from", None, f"{folder}: not a run folder remedysweep.keras.Watch wrote (no watch marker)")
+    try:
+        meta = json.loads(read_limited(path / "watch.json", 1 << 20).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SweepError(str(path / "watch.json"), None, f"cannot be read: {exc}") from None
+    saved = meta.get("doctor") if isinstance(meta, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    if saved.get("model") != MODEL_FILE or not (path / MODEL_FILE).is_file():
+        why = saved.get("model_problem") or "no model.keras"
+        raise SweepError(str(path / "watch.json"), "doctor.model", f"the model was not saved when training began ({why}); "
+                                                                   "give --model FILE.py:FUNCTION instead")
+    model_spec = ModelSpec(path=str((path / MODEL_FILE).resolve()))
+    if data is not None:
+        data_spec = _data_spec(data)
+    elif saved.get("data") == "data.npz" and (path / "data.npz").is_file():
+        data_spec = DataSpec(path=str((path / "data.npz").resolve()))
+    else:
+        raise SweepError(str(path / "watch.json"), "doctor.data", "no data sample: Watch was given no data=(x_val, y_val); "
+                                                                  "give --data as well")
+    return model_spec, data_spec, meta
+
+
+def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None = None, seeds: int = 3, budget: int = 48,
+                     plugins: tuple[str, ...] = (), echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None,
+                     from_: str | Path | None = None, **options: Any) -> dict[str, Any]:
     """Diagnose a model given as ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``,
     or a ``.keras`` file) on data given as ``FILE.py:FUNCTION`` (or an ``.npz``,
-    a ``.csv``, an image folder). Raises :class:`~remedysweep.errors.SweepError`
-    for bad input; a fault inside a run is part of the verdict."""
+    a ``.csv``, an image folder); or, with ``from_``, the model and data sample
+    a :class:`remedysweep.keras.Watch` run folder holds (the watched run's
+    epochs unless ``epochs`` is given). Raises
+    :class:`~remedysweep.errors.SweepError` for bad input; a fault inside a run
+    is part of the verdict."""
+    if from_ is not None:
+        if model is not None:
+            raise SweepError("--model", None, "give either --from FOLDER or --model, not both")
+        model_spec, data_spec, meta = watched_sources(from_, data)
+        if epochs is None:
+            fit = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
+            watched = fit.get("epochs")
+            epochs = min(MAX_EPOCHS, watched) if isinstance(watched, int) and not isinstance(watched, bool) and watched >= 1 else 10
+    else:
+        if model is None or data is None:
+            raise SweepError("--model" if model is None else "--data", None, "required (or --from FOLDER, a folder Watch wrote)")
+        model_spec, data_spec = _source_specs(model, data)
+    epochs = 10 if epochs is None else epochs
     check_sizes(epochs, seeds, budget)
-    model_spec, data_spec = _source_specs(model, data)
     return diagnose(model_spec, data_spec, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo, out=out, **options)
+
+
+def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = None, validation_split: float = 0.2,
+                   epochs: int = 10, seeds: int = 3, budget: int = 48, out: str | Path | None = None,
+                   echo: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
+    """Doctor from a live, compiled model and arrays, as in a notebook:
+
+        verdict = diagnose_model(model, x_train, y_train, validation_data=(x_val, y_val))
+
+    The model is saved as it is now (its weights are re-drawn per seed from
+    its initializers; adapted preprocessing keeps its state) together with its
+    own classes and functions, so nothing needs registering; the arrays are
+    kept within the same cap as Watch's sample. With ``out`` the report is
+    written there (``doctor.html``); the verdict is returned either way."""
+    import tempfile
+
+    from remedysweep.engine.sources import dataset_from_arrays
+    from remedysweep.keras import _save_for_doctor
+
+    check_sizes(epochs, seeds, budget)
+    if validation_data is None:
+        from remedysweep.engine.sources import _labels, _split
+
+        labels = _labels(y, "y", "<diagnose_model>", "y")[0]
+        train, val = _split(x, labels, validation_split, "<diagnose_model>", "validation_split")
+        raw = (train, val)
+    else:
+        raw = ((x, y), tuple(validation_data)[:2])
+    ds = dataset_from_arrays("data", raw, "<diagnose_model>", "x")
+    with tempfile.TemporaryDirectory(prefix="remedysweep-model-") as tmp:
+        saved = _save_for_doctor(model, Path(tmp), ds, train_data=ds)
+        if saved.get("model") is None:
+            raise SweepError("<diagnose_model>", "model", f"the model cannot be saved to train it again: {saved.get('model_problem')}; "
+                                                         "use a builder function (remedysweep doctor --model FILE.py:FUNCTION)")
+        verdict = diagnose(ModelSpec(path=str(Path(tmp) / "model.keras")), DataSpec(path=str(Path(tmp) / "data.npz")),
+                           epochs=epochs, seeds=seeds, budget=budget, echo=echo, out=out, **options)
+        if out is not None:
+            write_doctor_report(verdict, Path(out))
+        else:
+            verdict.pop("_doctor", None)
+    return verdict
 
 
 def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = 10, seeds: int = 3, budget: int = 48, plugins: tuple[str, ...] = (),

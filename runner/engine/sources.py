@@ -179,13 +179,29 @@ def _check_size(nbytes: int, file: str, key: str, what: str) -> None:
         raise SweepError(file, key, f"{what} needs {nbytes / 2**30:.1f} GiB in memory; this machine has room for about {budget / 2**30:.1f} GiB")
 
 
+def _npz_inputs(arrays: Any, split: str) -> Any:
+    """``x_SPLIT``, or a model's several inputs as ``x_SPLIT__NAME`` (a dict) or
+    ``x_SPLIT__0``, ``x_SPLIT__1``, ... (a tuple)."""
+    if f"x_{split}" in arrays.files:
+        return arrays[f"x_{split}"]
+    parts = {k.split("__", 1)[1]: arrays[k] for k in arrays.files if k.startswith(f"x_{split}__")}
+    if not parts:
+        return None
+    if all(k.isdigit() for k in parts):
+        return tuple(parts[k] for k in sorted(parts, key=int))
+    return parts
+
+
 def _load_npz(path: Path, file: str) -> Any:
     try:
         with np.load(path, mmap_mode="r", allow_pickle=False) as arrays:
-            missing = [k for k in ("x_train", "y_train", "x_val", "y_val") if k not in arrays.files]
+            x_train, x_val = _npz_inputs(arrays, "train"), _npz_inputs(arrays, "val")
+            missing = [k for k, v in (("x_train", x_train), ("y_train", None), ("x_val", x_val), ("y_val", None))
+                       if (v is None if k.startswith("x") else k not in arrays.files)]
             if missing:
-                raise SweepError(file, "data.path", f"{path.name} lacks array(s) {', '.join(missing)}; it needs x_train, y_train, x_val, y_val")
-            return ((arrays["x_train"], arrays["y_train"]), (arrays["x_val"], arrays["y_val"]))
+                raise SweepError(file, "data.path", f"{path.name} lacks array(s) {', '.join(missing)}; it needs x_train, y_train, x_val, y_val "
+                                                    "(several inputs as x_train__NAME, x_val__NAME)")
+            return ((x_train, arrays["y_train"]), (x_val, arrays["y_val"]))
     except SweepError:
         raise
     except Exception as exc:
@@ -257,7 +273,9 @@ def load_data(spec: DataSpec, file: str = "<sweep>") -> Dataset:
         raw = _load_images(path, spec, file)
     elif path.suffix == ".npz":
         raw = _load_npz(path, file)
-        nbytes = sum(np.asarray(a).nbytes for pair in raw for a in pair)
+        from .data import input_arrays
+
+        nbytes = sum(np.asarray(a).nbytes for x, y in raw for a in (*input_arrays(x), y))
         _check_size(nbytes, file, "data.path", path.name)
     else:
         _check_size(path.stat().st_size * 2, file, "data.path", path.name)
@@ -318,25 +336,16 @@ class ModelSource:
             model = self._fn()
             _check_is_model(model, self.spec.builder, self.file, "model.builder")
             return model
+        from . import saved
+
         try:
-            saved = keras.models.load_model(self.spec.path, compile=True)
+            model = saved.load(Path(self.spec.path))
         except Exception as exc:
             raise SweepError(self.file, "model.path", f"{Path(self.spec.path).name} cannot be loaded: {one_line(exc)} "
-                                                      "(a model with custom objects needs builder = \"FILE.py:FUNCTION\")") from None
-        _check_is_model(saved, Path(self.spec.path).name, self.file, "model.path")
-        return reinitialised(saved)
-
-
-def reinitialised(model: Any) -> Any:
-    """A saved model with fresh weights from its layers' own initializers (drawn
-    from the seeded global generator), compiled as it was saved."""
-    import keras
-
-    from .surgery import compiled_loss
-
-    fresh = keras.models.clone_model(model)
-    fresh.compile(optimizer=type(model.optimizer).from_config(model.optimizer.get_config()), loss=compiled_loss(model))
-    return fresh
+                                                      "(a model with its own classes or functions loads from a folder "
+                                                      "remedysweep.keras.Watch wrote, or give builder = \"FILE.py:FUNCTION\")") from None
+        _check_is_model(model, Path(self.spec.path).name, self.file, "model.path")
+        return saved.reinitialise(model)
 
 
 def _check_is_model(model: Any, what: str, file: str, key: str) -> None:
