@@ -16,6 +16,9 @@ ratio alternate where they repeat, so that drift in machine load hits both):
 - ``overhead_ratio``: one run through remedysweep's Keras path (diagnostics,
   in-epoch probes, result stored in a journal study) ÷ the same model with plain
   Keras ``model.fit``.
+- ``watch_overhead_ratio``: the same plain ``fit`` with ``remedysweep.keras.Watch``
+  at its defaults (probe diagnostics each epoch, the run folder, the model and
+  data saved for doctor) ÷ without it.
 - ``worker_speedup``: the quick sweep with one worker per core ÷ one worker.
 
 It asserts nothing: a benchmark, not a test.
@@ -202,8 +205,9 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
     sweep = dataclasses.replace(sweep, early_stop=dataclasses.replace(sweep.early_stop, enabled=False))
     setup = Setup.load(sweep)
     knobs = {"loss": "fused_logits", "learning_rate": 0.001}
-    ours, plain = [], []
-    echo(f"  one run (MLP 64-512-512-10, {epochs} epochs) through remedysweep and through plain fit, {repeats} times each ...")
+    ours, plain, watched = [], [], []
+    echo(f"  one run (MLP 64-512-512-10, {epochs} epochs) through remedysweep, through plain fit, and through fit with Watch, "
+         f"{repeats} times each ...")
     with tempfile.TemporaryDirectory() as tmp:
         queue = RunQueue.create(StorageSpec.journal(Path(tmp) / "bench.journal"), sweep, "bench")
 
@@ -213,19 +217,31 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
             b.model.fit(b.data.x_train, b.y_train, batch_size=32, epochs=epochs, validation_data=(b.data.x_val, b.y_val), verbose=0)
             plain.append(time.perf_counter() - t)
 
+        def run_watched(seed: int) -> None:
+            from .keras import Watch
+
+            t = time.perf_counter()
+            b = build_run(setup, knobs, seed)
+            watch = Watch(Path(tmp) / f"watch{seed}", data=(b.data.x_val, b.y_val), verbose=False)
+            b.model.fit(b.data.x_train, b.y_train, batch_size=32, epochs=epochs, validation_data=(b.data.x_val, b.y_val), verbose=0,
+                        callbacks=[watch])
+            watched.append(time.perf_counter() - t)
+
         def run_ours(seed: int) -> None:
             t = time.perf_counter()
             result = train_keras(build_run(setup, knobs, seed), sweep)
             queue.record(knobs, seed, result)
             ours.append(time.perf_counter() - t)
 
-        for i in range(repeats):  # the same seed on both sides, in alternating order
-            for fn in ((run_plain, run_ours) if i % 2 == 0 else (run_ours, run_plain)):
+        sides = [run_plain, run_ours, run_watched]
+        for i in range(repeats):  # the same seed on every side, the order rotating
+            for fn in sides[i % 3:] + sides[: i % 3]:
                 keras.backend.clear_session()
                 gc.collect()
                 fn(i)
     return {"overhead_ratio": statistics.median(ours) / statistics.median(plain), "remedysweep_run_seconds": statistics.median(ours),
-            "plain_keras_run_seconds": statistics.median(plain), "overhead_repeats": repeats}
+            "plain_keras_run_seconds": statistics.median(plain), "overhead_repeats": repeats,
+            "watch_overhead_ratio": statistics.median(watched) / statistics.median(plain), "watched_fit_seconds": statistics.median(watched)}
 
 
 def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, Any]:
@@ -244,7 +260,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     echo("2/5 packed efficiency ...")
     pk = packed_efficiency(quick, peak["matmul_peak_gflops"], echo)
     echo("3/5 overhead of a Keras-path run against plain fit ...")
-    ov = overhead(quick, 2 if quick else 4, echo)
+    ov = overhead(quick, 3 if quick else 6, echo)
     echo("4/5 whole sweeps as remedysweep run processes ...")
     sw = sweeps(quick, echo)
     result = {
@@ -263,6 +279,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
         (f"packed_steady_efficiency (pack of {pk['pack_size']}, after epoch 1)", f"{(pk['packed_steady_efficiency'] or 0):.1%} "
          f"({(pk['packed_steady_gflops'] or 0):.1f} GFLOP/s); whole run {pk['packed_efficiency']:.1%}"),
         ("overhead_ratio (Keras-path run ÷ plain fit)", f"{ov['overhead_ratio']:.2f} ({ov['remedysweep_run_seconds']:.2f} s vs {ov['plain_keras_run_seconds']:.2f} s)"),
+        ("watch_overhead_ratio (fit with Watch ÷ plain fit)", f"{ov['watch_overhead_ratio']:.2f} ({ov['watched_fit_seconds']:.2f} s vs {ov['plain_keras_run_seconds']:.2f} s)"),
         (f"worker_speedup ({cores} workers ÷ 1, packed)", f"{sw['worker_speedup']:.2f}x"),
     ]
     width = max(len(r[0]) for r in rows)

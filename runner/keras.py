@@ -36,8 +36,6 @@ import numpy as np
 from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
 
 FOLDER_KIND = "watch"
-#: The data sample kept for doctor: at most this many bytes of arrays.
-SAMPLE_BYTES = 64 << 20
 WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz", "sweep.json")
 
 
@@ -118,7 +116,9 @@ class Watch(keras.callbacks.Callback):
         self.recorder = Recorder(self._sweep(int(self.params.get("epochs", 1)) - self._initial_epoch()), self.chance, steps,
                                  early_stop=False)
         self.probe = _probe(self.model, self.dataset, self.probe_size) if self.dataset is not None else None
-        self.saved = _save_for_doctor(self.model, self.out, self.dataset, self.train_data)
+        from remedysweep.engine.saved import save_with_data
+
+        self.saved = save_with_data(self.model, self.out, self.dataset, data_is_split_of_validation=self.train_data is None)
         self._write_meta()
 
     def _initial_epoch(self) -> int:
@@ -436,39 +436,3 @@ def _suggestions(result: Any, model: Any) -> list[dict[str, str]]:
             except Exception:
                 out.append({"change": f"{name}={v}", "code": ""})
     return out[:8]
-
-
-def _save_for_doctor(model: Any, out: Path, ds: Any, train_data: Any) -> dict[str, Any]:
-    """The model as compiled when training began, and the data sample, for
-    ``doctor --from``; says what could not be saved and why."""
-    from remedysweep.engine.saved import save
-
-    info = save(model, out)
-    if ds is not None:
-        from remedysweep.engine.data import input_arrays, map_inputs
-
-        arrays: dict[str, np.ndarray] = {}
-        n_val = len(ds.y_val)
-        for split, x, y in (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val)):
-            rows = len(y)
-            size = sum(a.nbytes for a in input_arrays(x)) + y.nbytes
-            keep = np.arange(rows) if size <= SAMPLE_BYTES // 2 else np.random.default_rng(0).permutation(rows)[: max(2, int(rows * (SAMPLE_BYTES // 2) / size))]
-            xs = map_inputs(x, lambda a: a[np.sort(keep)])
-            if isinstance(xs, dict):
-                arrays.update({f"x_{split}__{k}": _storable(v) for k, v in xs.items()})
-            elif isinstance(xs, tuple):
-                arrays.update({f"x_{split}__{i}": _storable(v) for i, v in enumerate(xs)})
-            else:
-                arrays[f"x_{split}"] = _storable(xs)
-            labels = y[np.sort(keep)]  # in the form the user's loss takes (one-hot stays one-hot)
-            arrays[f"y_{split}"] = np.asarray(ds.targets(labels, ds.label_format)) if ds.label_format == "one_hot" else labels
-        np.savez(out / "data.npz", **arrays)
-        info["data"] = "data.npz"
-        info["data_is_split_of_validation"] = train_data is None
-        info["rows"] = {"train": int(len(arrays["y_train"])), "val": int(len(arrays["y_val"])), "val_given": n_val}
-    return info
-
-
-def _storable(a: np.ndarray) -> np.ndarray:
-    """Text as fixed-width unicode (an .npz that needs no pickle)."""
-    return a.astype(str) if a.dtype.kind == "O" else a

@@ -94,14 +94,18 @@ def test_remedies_lists_every_builtin():
 
 
 def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
-    """The README's example: the user's model file and data file, the loss
-    formulation and learning rate swept over their model."""
+    """The README's example: the user's model file (a loss written by hand and
+    registered nowhere) and data file, the loss formulation swept over their
+    model at their learning rate, reproduces the quick sweep's contrast: the
+    written-out loss collapses, the fused one does not (Fisher's exact test)."""
+    from remedysweep.reports.analysis import fisher
+
     example = HERE.parent / "sweeps" / "my_model.toml"
     for name in ("my_model.toml", "my_models.py", "my_data.py"):
         shutil.copy(HERE.parent / "sweeps" / name, tmp_path / name)
     text = (tmp_path / "my_model.toml").read_text()
-    text = re.sub(r"seeds = \[[^\]]*\]", "seeds = [0, 1]", text)
-    text = re.sub(r"epochs = \d+", "epochs = 3", text)
+    text = re.sub(r"seeds = \[[^\]]*\]", "seeds = [0, 1, 2, 3, 4, 5]", text)
+    text = re.sub(r"learning_rate = \[[^\]]*\]", "learning_rate = [0.015]", text)
     (tmp_path / "my_model.toml").write_text(text)
     assert example.exists()
     out = tmp_path / "run"
@@ -109,4 +113,6 @@ def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     t = pd.read_csv(out / "trials.csv", keep_default_na=False, na_values=[""])
     assert set(t["loss"]) == {"unfused", "fused_logits"} and (t["outcome"] != "failed").all(), t["message"].tolist()
+    collapsed = {loss: int((g["outcome"] == "collapsed").sum()) for loss, g in t.groupby("loss")}
+    assert collapsed["fused_logits"] == 0 and fisher(collapsed["unfused"], 6, collapsed["fused_logits"], 6) < 0.05, collapsed
     assert (t["path"] == "packed").all()  # the user's MLP is a Dense chain: packed like the built-in one

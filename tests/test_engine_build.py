@@ -16,7 +16,6 @@ configure_tensorflow()
 from remedysweep.engine.build import Setup, build_run  # noqa: E402
 from remedysweep.engine.config import DataSpec, ModelSpec, make_sweep  # noqa: E402
 from remedysweep.engine.keras_trainer import run_alone  # noqa: E402
-from remedysweep.engine.surgery import NotApplicable  # noqa: E402
 from remedysweep.remedies.loss import keras_fusion_check  # noqa: E402
 
 SWEEP = make_sweep("knobs", model=ModelSpec(kind="mlp", depth=2), data=DataSpec(dataset="blobs", n_classes=4, n_features=8, n_samples=200),
@@ -115,7 +114,6 @@ def test_user_models_train_as_built_and_with_every_loss_formulation(model, data,
 
 
 def test_a_knob_that_cannot_apply_fails_that_run_with_the_reason():
-    import keras
 
     setup = _user_setup("softmax_sparse", "digits_int")
     r = run_alone(setup, {"label_smoothing": 0.1}, 0)

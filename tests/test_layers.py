@@ -20,9 +20,9 @@ LAYER = {
 }
 # Applications may use each other only this way: a sweep writes its report, doctor
 # renders with the report code and exports like a sweep, the contract suite and
-# the benchmark use the sweep's export.
+# the benchmark use the sweep's export, the benchmark times Watch.
 APP_USES = {"remedysweep.sweep": {"remedysweep.reports"}, "remedysweep.doctor": {"remedysweep.reports", "remedysweep.sweep"},
-            "remedysweep.testing": {"remedysweep.sweep"}, "remedysweep.bench": set(), "remedysweep.reports": set(),
+            "remedysweep.testing": {"remedysweep.sweep"}, "remedysweep.bench": {"remedysweep.keras"}, "remedysweep.reports": set(),
             "remedysweep.keras": {"remedysweep.reports"}}
 
 

@@ -140,7 +140,7 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
     import tempfile
 
     from remedysweep.engine.sources import dataset_from_arrays
-    from remedysweep.keras import _save_for_doctor
+    from remedysweep.engine.saved import save_with_data
 
     check_sizes(epochs, seeds, budget)
     if validation_data is None:
@@ -153,7 +153,7 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
         raw = ((x, y), tuple(validation_data)[:2])
     ds = dataset_from_arrays("data", raw, "<diagnose_model>", "x")
     with tempfile.TemporaryDirectory(prefix="remedysweep-model-") as tmp:
-        saved = _save_for_doctor(model, Path(tmp), ds, train_data=ds)
+        saved = save_with_data(model, Path(tmp), ds)
         if saved.get("model") is None:
             raise SweepError("<diagnose_model>", "model", f"the model cannot be saved to train it again: {saved.get('model_problem')}; "
                                                          "use a builder function (remedysweep doctor --model FILE.py:FUNCTION)")

@@ -30,6 +30,9 @@ from typing import Any
 
 MODEL_FILE = "model.keras"
 OBJECTS_FILE = "custom_objects.pkl"
+DATA_FILE = "data.npz"
+#: The data sample kept beside the model: at most this many bytes of arrays.
+SAMPLE_BYTES = 64 << 20
 
 _KERAS_MODULES = ("keras", "tensorflow", "tf_keras", "builtins", "numpy", "functools", "abc", "typing")
 
@@ -178,6 +181,43 @@ def save(model: Any, folder: Path) -> dict[str, Any]:
         return info
     info["model"] = MODEL_FILE
     return info
+
+
+def save_with_data(model: Any, out: Path, ds: Any, *, data_is_split_of_validation: bool = False) -> dict[str, Any]:
+    """:func:`save`, and a sample of the dataset ``ds`` within
+    :data:`SAMPLE_BYTES` (``data.npz``, labels in the form the model's loss
+    takes): what ``doctor --from`` starts from. Says what could not be saved."""
+    info = save(model, out)
+    if ds is not None:
+        import numpy as np
+
+        from .data import input_arrays, map_inputs
+
+        arrays: dict[str, Any] = {}
+        n_val = len(ds.y_val)
+        for split, x, y in (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val)):
+            rows = len(y)
+            size = sum(a.nbytes for a in input_arrays(x)) + y.nbytes
+            keep = np.arange(rows) if size <= SAMPLE_BYTES // 2 else np.random.default_rng(0).permutation(rows)[: max(2, int(rows * (SAMPLE_BYTES // 2) / size))]
+            xs = map_inputs(x, lambda a: a[np.sort(keep)])
+            if isinstance(xs, dict):
+                arrays.update({f"x_{split}__{k}": _storable(v) for k, v in xs.items()})
+            elif isinstance(xs, tuple):
+                arrays.update({f"x_{split}__{i}": _storable(v) for i, v in enumerate(xs)})
+            else:
+                arrays[f"x_{split}"] = _storable(xs)
+            labels = y[np.sort(keep)]  # in the form the user's loss takes (one-hot stays one-hot)
+            arrays[f"y_{split}"] = np.asarray(ds.targets(labels, ds.label_format)) if ds.label_format == "one_hot" else labels
+        np.savez(out / DATA_FILE, **arrays)
+        info["data"] = DATA_FILE
+        info["data_is_split_of_validation"] = data_is_split_of_validation
+        info["rows"] = {"train": int(len(arrays["y_train"])), "val": int(len(arrays["y_val"])), "val_given": n_val}
+    return info
+
+
+def _storable(a: Any) -> Any:
+    """Text as fixed-width unicode (an .npz that needs no pickle)."""
+    return a.astype(str) if a.dtype.kind == "O" else a
 
 
 def load(path: Path) -> Any:
