@@ -244,3 +244,59 @@ def run_diagnostics(curves: dict[str, list[float]], keys: list[tuple[str, str]])
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("epoch")
     return fig
+
+
+def panels_svg(panels: list[tuple[str, list[list[float]], float | None, tuple[float, float] | None]]) -> str:
+    """Small line charts side by side as plain SVG, without matplotlib: one
+    ``(title, lines, reference, y_range)`` per panel, ``lines`` per epoch
+    (NaN breaks a line), ``reference`` a dotted horizontal line (chance).
+    For pages written at the end of the user's own ``fit``, where importing and
+    running matplotlib would cost more than the watching itself."""
+    from markupsafe import escape
+
+    w, h, left, top, bottom = 214, 150, 50, 22, 26
+    pw, ph = w - left - 10, h - top - bottom
+    parts = []
+    for i, (title, lines, reference, y_range) in enumerate(panels):
+        x0 = i * w
+        values = [v for line in lines for v in line if v == v and abs(v) != float("inf")]
+        if y_range is not None:
+            lo, hi = y_range
+        elif values:
+            lo, hi = min(values), max(values)
+        else:
+            lo, hi = 0.0, 1.0
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        n = max((len(line) for line in lines), default=1)
+
+        def xy(j: int, v: float) -> str:
+            x = x0 + left + (pw * j / max(1, n - 1) if n > 1 else pw / 2)
+            y = top + ph * (1 - (min(max(v, lo), hi) - lo) / (hi - lo))
+            return f"{x:.1f},{y:.1f}"
+
+        parts.append(f'<rect x="{x0 + left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ced4da"/>')
+        parts.append(f'<text x="{x0 + left + pw / 2}" y="14" text-anchor="middle" font-size="11">{escape(title)}</text>')
+        for value, y in ((hi, top + 4), (lo, top + ph)):
+            parts.append(f'<text x="{x0 + left - 4}" y="{y}" text-anchor="end" font-size="9" fill="#495057">{value:.3g}</text>')
+        parts.append(f'<text x="{x0 + left}" y="{top + ph + 12}" font-size="9" fill="#495057">1</text>')
+        parts.append(f'<text x="{x0 + left + pw}" y="{top + ph + 12}" text-anchor="end" font-size="9" fill="#495057">{n}</text>')
+        parts.append(f'<text x="{x0 + left + pw / 2}" y="{top + ph + 22}" text-anchor="middle" font-size="9" fill="#495057">epoch</text>')
+        if reference is not None and lo <= reference <= hi:
+            y = top + ph * (1 - (reference - lo) / (hi - lo))
+            parts.append(f'<line x1="{x0 + left}" x2="{x0 + left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#868e96" stroke-dasharray="2,3"/>')
+        for line in lines:
+            segment: list[str] = []
+            for j, v in enumerate(list(line) + [float("nan")]):
+                if v == v and abs(v) != float("inf"):
+                    segment.append(xy(j, v))
+                elif segment:
+                    if len(segment) == 1:
+                        cx, cy = segment[0].split(",")
+                        parts.append(f'<circle cx="{cx}" cy="{cy}" r="1.8" fill="#1864ab"/>')
+                    else:
+                        parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="#1864ab" stroke-width="1.3"/>')
+                    segment = []
+    total = max(1, len(panels)) * w
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{h}" viewBox="0 0 {total} {h}" '
+            f'font-family="sans-serif" role="img">{"".join(parts)}</svg>')

@@ -1,5 +1,6 @@
-"""``watch.html``: one watched ``fit``, rendered with the report's environment,
-styles and figures: the outcome, the curves, the diagnostics, the symptoms when
+"""``watch.html``: one watched ``fit``, rendered with the report's environment
+and styles, its charts plain SVG (written at the end of the user's ``fit``, where
+matplotlib would cost more than the watching): the outcome, the curves, the diagnostics, the symptoms when
 they appeared, and the remedies doctor would try first."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 from remedysweep.engine.symptoms import SYMPTOMS
 
 from . import plots
-from .render import GENERATOR, env, svg
+from .render import GENERATOR, env
 
 DIAGNOSTICS = [("logit_abs_mean", "mean |logit|"), ("dead_fraction", "dead units"), ("grad_norm", "gradient norm"),
                ("zero_grad_fraction", "zero gradients"), ("weight_norm", "weight norm"), ("penalty", "penalty")]
@@ -19,8 +20,12 @@ DIAGNOSTICS = [("logit_abs_mean", "mean |logit|"), ("dead_fraction", "dead units
 def render_watch(result: Any, seen: dict[str, int], chance: float, folder: Path, saved: dict[str, Any],
                  suggestions: list[dict[str, str]]) -> str:
     curves = result.curves
-    figs = [svg(plots.curve_groups({"your fit": [curves.get("val_accuracy", [])]}, chance if chance == chance else 0.0)),
-            svg(plots.run_diagnostics(curves, DIAGNOSTICS))]
+    import markupsafe
+
+    accuracy = [(label, [curves[k]], chance if chance == chance else None, (0.0, 1.0))
+                for k, label in (("val_accuracy", "validation accuracy"), ("accuracy", "training accuracy")) if curves.get(k)]
+    shown = [(label, [curves[k]], None, None) for k, label in DIAGNOSTICS if any(v == v for v in curves.get(k, []))]
+    figs = [markupsafe.Markup(plots.panels_svg(accuracy)), markupsafe.Markup(plots.panels_svg(shown))]
     symptoms = [{"name": s, "epoch": seen.get(s), "meaning": SYMPTOMS.get(s, "")} for s in result.symptoms]
     return env().get_template("watch.html.j2").render(r=result, figs=figs, symptoms=symptoms, chance=chance, folder=str(folder),
                                                       saved=saved, suggestions=suggestions, generator=GENERATOR)
