@@ -251,7 +251,11 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    echo(f"remedysweep bench ({'quick' if quick else 'full'}) on {os.cpu_count()} cores")
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    device = f"GPU ({', '.join(gpus)})" if gpus else f"CPU ({os.cpu_count()} cores)"
+    echo(f"remedysweep bench ({'quick' if quick else 'full'}) on {device}")
     echo("1/5 matmul peak (TensorFlow) and the batched-matmul ceiling ...")
     peak = tf_matmul_peak()
     np_peak = numpy_matmul()
@@ -265,7 +269,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     sw = sweeps(quick, echo)
     result = {
         "mode": "quick" if quick else "full",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "device": device},
         **peak, "numpy_matmul_gflops": np_peak, "batched_matmul_ceiling_gflops": ceiling,
         "batched_matmul_ceiling_efficiency": ceiling / peak["matmul_peak_gflops"], **pk, **ov, **sw,
     }

@@ -36,6 +36,9 @@ import numpy as np
 from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
 
 FOLDER_KIND = "watch"
+#: The run folder is rewritten when a symptom appears, at the end, and otherwise
+#: at most this often (seconds) while training goes on.
+WRITE_EVERY_S = 2.0
 WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz", "sweep.json")
 
 
@@ -70,6 +73,7 @@ class Watch(keras.callbacks.Callback):
         self.seen: dict[str, int] = {}
         self.started = time.perf_counter()
         self._writer: Any = None
+        self._written = 0.0
         if early_probes:
             self.on_train_batch_end = self._batch_end  # a per-step hook only when asked for
 
@@ -170,7 +174,8 @@ class Watch(keras.callbacks.Callback):
             self.model.stop_training = True
             if self.verbose:
                 print(f"remedysweep: stopping training at epoch {epoch + 1} ({', '.join(hit)})", flush=True)
-        self._write(partial)
+        if new or time.perf_counter() - self._written >= WRITE_EVERY_S:  # the folder follows the run, without a write per epoch
+            self._write(partial)
 
     def _end(self) -> None:
         if self.recorder is None:
@@ -195,6 +200,7 @@ class Watch(keras.callbacks.Callback):
     def _write(self, result: Any, final: bool = False) -> None:
         import pandas as pd
 
+        self._written = time.perf_counter()
         from remedysweep.engine import result as schema
 
         trials = pd.DataFrame([schema.trial_row(0, "watch", {}, 0, result)])
