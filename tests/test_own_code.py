@@ -161,3 +161,25 @@ def test_doctor_takes_every_shape_as_built(builder, loader):
     assert v["baseline"]["failed"] == 0, v["baseline"]["messages"]
     assert v["baseline"]["median_final_accuracy"] > 0.3, v["baseline"]
     assert v["sanity_check"]["accuracy"] == v["sanity_check"]["accuracy"]  # the easy-data check trained
+
+
+def test_two_outputs_and_tf_data_loaders_are_refused_in_one_line(tmp_path):
+    from remedysweep.errors import SweepError
+
+    (tmp_path / "m.py").write_text(
+        "import keras, tensorflow as tf\n"
+        "def two_outputs():\n"
+        "    i = keras.Input((64,))\n"
+        "    h = keras.layers.Dense(16, activation='relu')(i)\n"
+        "    m = keras.Model(i, [keras.layers.Dense(10, activation='softmax')(h), keras.layers.Dense(1)(h)])\n"
+        "    m.compile('adam', ['sparse_categorical_crossentropy', 'mse'])\n"
+        "    return m\n"
+        "def tf_data():\n"
+        "    import shapes\n"
+        "    (a, b), (c, d) = shapes.digits()\n"
+        "    return tf.data.Dataset.from_tensor_slices((a, b)).batch(32), tf.data.Dataset.from_tensor_slices((c, d)).batch(32)\n")
+    for builder, loader, message in ((f"{tmp_path / 'm.py'}:two_outputs", f"{FILE}:digits", "2 outputs; remedysweep takes single-output"),
+                                     (f"{FILE}:subclassed", f"{tmp_path / 'm.py'}:tf_data", "returned a tf.data dataset; return arrays")):
+        with pytest.raises(SweepError, match=message) as err:
+            check_problem(make_sweep("refused", model=ModelSpec(builder=builder), data=DataSpec(loader=loader)))
+        assert "\n" not in str(err.value)

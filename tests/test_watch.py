@@ -188,3 +188,26 @@ def test_the_python_api_doctors_a_live_model_as_it_was_built(tmp_path: Path):
     assert v["baseline_outcome"] == "healthy", v["conclusion"]
     assert v["recommendation"] is None
     assert min(v["baseline"]["final_accuracy"]) > 0.8
+
+
+def test_tensorboard_gets_the_diagnostics_or_one_warning(tmp_path: Path):
+    """With TensorBoard installed (the ``tensorboard`` extra) the diagnostics are
+    scalars in LOGDIR/NAME; without it, one warning and the rest of the watch
+    goes on."""
+    import importlib.util
+    import warnings
+
+    (x_tr, y_tr), (x_va, y_va) = zoo.digits_int()
+    keras.utils.set_random_seed(0)
+    model = zoo.softmax_sparse()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x_tr, y_tr, epochs=3, verbose=0, callbacks=[Watch(tmp_path / "run", data=(x_va, y_va), tensorboard=tmp_path / "tb",
+                                                                    verbose=False, name="mine")])
+    ours = [w for w in caught if "remedysweep" in str(w.message)]
+    folder_ok(tmp_path / "run")
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert not ours, [str(w.message) for w in ours]
+        assert list((tmp_path / "tb" / "mine").glob("events.out.tfevents.*"))
+    else:
+        assert len(ours) == 1 and "no TensorBoard scalars" in str(ours[0].message)

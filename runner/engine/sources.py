@@ -144,6 +144,10 @@ def _text(a: np.ndarray, name: str, file: str, key: str) -> np.ndarray:
 
 def dataset_from_arrays(name: str, data: Any, file: str, key: str) -> Dataset:
     """Check ``((x_train, y_train), (x_val, y_val))`` and make a :class:`Dataset`."""
+    items = list(data) if isinstance(data, (tuple, list)) else [data]
+    if any(type(d).__module__.startswith("tensorflow") and "Dataset" in type(d).__name__ for d in items):
+        raise SweepError(file, key, f"{name} returned a tf.data dataset; return arrays ((x_train, y_train), (x_val, y_val)) instead: "
+                                    "remedysweep reorders the data per seed and draws its probe batch from them")
     try:
         (x_tr, y_tr), (x_va, y_va) = data
     except (TypeError, ValueError):
