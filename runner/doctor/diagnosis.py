@@ -65,7 +65,10 @@ def _where(spec: str) -> str:
     target, sep, func = spec.rpartition(":")
     if sep and not target.endswith((".keras", ".h5")) and "/" not in func:
         return f"{Path(target).name}:{func}"
-    return Path(spec).name
+    path = Path(spec)
+    if path.name in ("model.keras", "data.npz") and (path.parent / "watch.json").is_file():
+        return f"{path.parent.name}/{path.name}"  # a watched run's folder: its name says which run
+    return path.name
 
 
 def _number(x: float | None) -> str:
