@@ -6,6 +6,7 @@ from __future__ import annotations
 import _thread
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -69,7 +70,11 @@ def watch_parent(interval: float = 1.0) -> None:
 def interrupt_once() -> None:
     """The first SIGINT interrupts this process; later ones (a Ctrl-C reaching
     the whole process group, then the same signal passed on by the coordinator)
-    are ignored, so that releasing the runs is not itself interrupted."""
+    are ignored, so that releasing the runs is not itself interrupted.
+
+    An interrupt that lands where Python cannot raise it (a finalizer, a
+    callback inside TensorFlow) is not printed as "Exception ignored" with a
+    traceback: it is raised again in the main thread at the next chance."""
     state = {"seen": False}
 
     def handler(signum: int, frame: Any) -> None:
@@ -77,5 +82,15 @@ def interrupt_once() -> None:
             state["seen"] = True
             raise KeyboardInterrupt
 
+    previous = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            state["seen"] = False
+            _thread.interrupt_main()
+            return
+        previous(info)
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)
+        sys.unraisablehook = unraisable
