@@ -61,6 +61,9 @@ class LearningRateRemedy(Remedy):
         out: list[float] = []
         if "learning_rate_high" in symptoms or "learning_rate_low" in symptoms:
             out.append(typical)
+            beyond = typical * 10 if "learning_rate_low" in symptoms else typical / 10  # the typical rate may still be short
+            if low <= beyond <= high:
+                out.append(beyond)
             steps = round(math.log10(typical / lr))
             out += [lr * 10 ** k for k in (range(1, steps) if steps > 0 else range(-1, steps, -1))]
         if symptoms & TOO_HIGH:
