@@ -88,17 +88,44 @@ def need(tool: str, what: str) -> str:
 
 
 def pip_install(*args: str) -> None:
-    """pip into a --target folder, offline for local folders."""
+    """pip into a --target folder, offline for local folders. A local package
+    is built from a temporary copy, so that nothing (build/, *.egg-info) is ever
+    written into the repository, and two test processes never build in the same
+    folder."""
     try:
         import setuptools  # noqa: F401
 
         isolation = ["--no-build-isolation"]
     except ImportError:
         isolation = []
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", *isolation, *args],
-        check=True, capture_output=True, text=True,
-    )
+    copies, given = [], []
+    for a in args:
+        if Path(a).is_dir() and any((Path(a) / f).exists() for f in ("pyproject.toml", "setup.py")):
+            copy = Path(tempfile.mkdtemp(prefix="remedysweep-test-src-")) / Path(a).name
+            shutil.copytree(a, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+            copies.append(copy.parent)
+            a = str(copy)
+        given.append(a)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", *isolation, *given],
+            check=True, capture_output=True, text=True,
+        )
+    finally:
+        for c in copies:
+            shutil.rmtree(c, ignore_errors=True)
+
+
+try:  # no .hypothesis/ folder in the user's checkout: no example database, its other files in a temporary folder
+    from hypothesis import settings as _hypothesis_settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    _hypothesis_settings.register_profile("remedysweep", database=None)
+    _hypothesis_settings.load_profile("remedysweep")
+    HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="remedysweep-test-hypothesis-")
+    set_hypothesis_home_dir(HYPOTHESIS_HOME)
+except ImportError:
+    HYPOTHESIS_HOME = None
 
 
 def pytest_configure(config):
@@ -108,9 +135,6 @@ def pytest_configure(config):
     removed at the end, and the user's environment never sees it."""
     site = tempfile.mkdtemp(prefix="remedysweep-test-site-")
     pip_install("--target", site, str(EXAMPLE_PLUGIN))
-    for build in EXAMPLE_PLUGIN.glob("src/*.egg-info"):
-        shutil.rmtree(build, ignore_errors=True)
-    shutil.rmtree(EXAMPLE_PLUGIN / "build", ignore_errors=True)
     sys.path.insert(0, site)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH", "")]))
     importlib.invalidate_caches()
@@ -121,6 +145,8 @@ def pytest_unconfigure(config):
     site = getattr(config, "_remedysweep_site", None)
     if site:
         shutil.rmtree(site, ignore_errors=True)
+    if HYPOTHESIS_HOME:
+        shutil.rmtree(HYPOTHESIS_HOME, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------
