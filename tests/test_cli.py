@@ -104,7 +104,7 @@ def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
     for name in ("my_model.toml", "my_models.py", "my_data.py"):
         shutil.copy(HERE.parent / "sweeps" / name, tmp_path / name)
     text = (tmp_path / "my_model.toml").read_text()
-    text = re.sub(r"seeds = \[[^\]]*\]", "seeds = [0, 1, 2, 3, 4, 5]", text)
+    text = re.sub(r"seeds = \[[^\]]*\]", "seeds = [" + ", ".join(map(str, range(12))) + "]", text)
     text = re.sub(r"learning_rate = \[[^\]]*\]", "learning_rate = [0.015]", text)
     (tmp_path / "my_model.toml").write_text(text)
     assert example.exists()
@@ -114,5 +114,5 @@ def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
     t = pd.read_csv(out / "trials.csv", keep_default_na=False, na_values=[""])
     assert set(t["loss"]) == {"unfused", "fused_logits"} and (t["outcome"] != "failed").all(), t["message"].tolist()
     collapsed = {loss: int((g["outcome"] == "collapsed").sum()) for loss, g in t.groupby("loss")}
-    assert collapsed["fused_logits"] == 0 and fisher(collapsed["unfused"], 6, collapsed["fused_logits"], 6) < 0.05, collapsed
+    assert collapsed["fused_logits"] == 0 and fisher(collapsed["unfused"], 12, collapsed["fused_logits"], 12) < 0.05, collapsed
     assert (t["path"] == "packed").all()  # the user's MLP is a Dense chain: packed like the built-in one

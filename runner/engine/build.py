@@ -245,7 +245,7 @@ def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: boo
             run_eagerly=bool(own.get("run_eagerly", False)),
         )
     metrics: list[ProbeMetric] = []
-    facts: dict[str, Any] = {**data.facts, "relu_family": rewritten.relu_family}
+    facts: dict[str, Any] = {**data.facts, "relu_family": rewritten.relu_family, "input_normalized": rewritten.input_normalized}
     for name, value in knobs.items():
         if value == AS_BUILT:
             continue

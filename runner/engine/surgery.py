@@ -360,6 +360,22 @@ class Rewritten:
     first_kernel: Any = None
     last_kernel: Any = None
     relu_family: bool = False
+    input_normalized: bool = False
+
+
+NORMALIZING = ("Normalization", "Rescaling", "Discretization", "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
+
+
+def normalizes_inputs(model: Any) -> bool:
+    """Whether the model scales its own inputs: a normalizing layer comes
+    before its first Dense or convolution layer."""
+    weighted = _kinds()[0]
+    for layer in getattr(model, "layers", ()):
+        if type(layer).__name__ in NORMALIZING:
+            return True
+        if isinstance(layer, weighted):
+            return False
+    return False
 
 
 def _initializer(name: str) -> Any:
@@ -702,7 +718,7 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
             except Exception:
                 head = []
             return Rewritten(model, probabilities=bool(head) and head[-1] in ("softmax", "sigmoid"),
-                             binary=int(functional.outputs[0].shape[-1]) == 1)
+                             binary=int(functional.outputs[0].shape[-1]) == 1, input_normalized=normalizes_inputs(functional))
         raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     c = rewriter.counts
     needs_hidden = [k for k in ("width", "min_width", "normalization", "kernel_constraint") if k in wanted]
@@ -747,6 +763,7 @@ def _rewritten(new: Any, rewriter: _Rewriter, plan: ModelPlan) -> Rewritten:
         first_kernel=kernels[0] if kernels else None,
         last_kernel=kernels[-1] if kernels and s.output_layer is not None else None,
         relu_family=bool(hidden_acts) and hidden_acts <= RELU_FAMILY,
+        input_normalized=normalizes_inputs(new),
     )
 
 
@@ -768,7 +785,7 @@ def rewrite_subclassed(model: Any, plan: ModelPlan) -> Rewritten:
         raise NotApplicable(f"{', '.join('model.' + k for k in cannot)}: changing this needs a Sequential or functional model; "
                             f"{type(model).__name__} is subclassed (re-initialisation, activations, regularizers and dropout rates can change)")
     if not wanted:
-        return Rewritten(model)
+        return Rewritten(model, input_normalized=normalizes_inputs(model))
     output = dense[-1] if dense else None
     hidden = dense[:-1]
     if "kernel_initializer" in wanted:
@@ -823,7 +840,7 @@ def rewrite_subclassed(model: Any, plan: ModelPlan) -> Rewritten:
                 setattr(l, key, int(plan.width))
             if key and plan.min_width is not None and getattr(l, key) < plan.min_width:
                 setattr(l, key, int(plan.min_width))
-    return Rewritten(model)
+    return Rewritten(model, input_normalized=normalizes_inputs(model))
 
 
 def _describe(wanted: dict[str, Any]) -> str:

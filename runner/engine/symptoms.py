@@ -83,7 +83,7 @@ def run_symptoms(curves: Mapping[str, Sequence[Any]], oscillation_count: int, fa
         out.append("exploding_gradients")
     if oscillation_count >= 3:
         out.append("oscillation")
-    if facts.get("input_abs_mean", 0) > 5 or facts.get("input_abs_max", 0) > 100:
+    if (facts.get("input_abs_mean", 0) > 5 or facts.get("input_abs_max", 0) > 100) and not facts.get("input_normalized"):
         out.append("unscaled_inputs")
     out += learning_symptoms(curves, facts.get("chance"))
     return out
