@@ -123,6 +123,12 @@ class Doctor:
         symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
         problems = outcome_problems | (symptoms & DEFINITE)
+        self.echo(f"    baseline {max(base['outcomes'], key=base['outcomes'].get)}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
+                  + f"; final accuracy per seed {_per_seed(base)}")
+        for s in sorted(symptoms - set(faults)):
+            self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
+        for m in base["messages"]:
+            self.echo(f"    message: {m}")
         if problems:  # a model that trains healthy on every seed can learn: easy data would tell nothing more
             self.echo("2/5 sanity check on easy data (one input pattern per class) ...")
             sanity = self.sanity_check(sweep, data)
@@ -135,12 +141,6 @@ class Doctor:
         verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=max(base["outcomes"], key=base["outcomes"].get),
                        symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
                        baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
-        self.echo(f"    baseline {verdict['baseline_outcome']}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
-                  + f"; final accuracy per seed {_per_seed(base)}")
-        for s in sorted(symptoms - set(faults)):
-            self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
-        for m in base["messages"]:
-            self.echo(f"    message: {m}")
         if not problems:
             verdict.update(recommendation=None, tried=[], best_partial=None,
                            conclusion=f"no change needed: healthy on {'all ' + str(self.seeds) + ' seeds' if self.seeds > 1 else 'its seed'} (median final accuracy {median(base):.3f})"
