@@ -123,7 +123,8 @@ class Doctor:
         symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
         problems = outcome_problems | (symptoms & DEFINITE)
-        self.echo(f"    baseline {max(base['outcomes'], key=base['outcomes'].get)}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
+        outcome = max(base["outcomes"], key=base["outcomes"].get)
+        self.echo(f"    baseline {outcome}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
                   + f"; final accuracy per seed {_per_seed(base)}")
         for s in sorted(symptoms - set(faults)):
             self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
@@ -138,12 +139,12 @@ class Doctor:
                 symptoms.add("cannot_learn_easy_data")
         else:
             sanity = {"passed": None, "accuracy": None, "epochs": 0, "message": "not needed: the model trains healthy on every seed"}
-        verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=max(base["outcomes"], key=base["outcomes"].get),
+        verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=outcome,
                        symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
                        baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
         if not problems:
             verdict.update(recommendation=None, tried=[], best_partial=None,
-                           conclusion=f"no change needed: healthy on {'all ' + str(self.seeds) + ' seeds' if self.seeds > 1 else 'its seed'} (median final accuracy {median(base):.3f})"
+                           conclusion=f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f})"
                            + (f"; noted: {', '.join(sorted(symptoms))}" if symptoms else ""))
             self.echo("2/5 nothing to fix (no sanity check needed)")
             self.echo(f"5/5 verdict: {verdict['conclusion']}")
@@ -256,7 +257,7 @@ class Doctor:
         if not outcome_problems and not (symptoms & set(faults)):
             noted = ", ".join(sorted(symptoms))
             out["best_partial"] = None
-            out["conclusion"] = (f"no change needed: healthy on {'all ' + str(self.seeds) + ' seeds' if self.seeds > 1 else 'its seed'} (median final accuracy {median(base):.3f}); "
+            out["conclusion"] = (f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}); "
                                  f"noted: {noted}; none of the {len(log.candidates)} changes tried did clearly better")
             return out
         if out["best_partial"]:
@@ -347,6 +348,10 @@ class Doctor:
             return  # a change outside the declared space (cannot happen: the search proposes from it)
         for seed, result in zip(seeds, results):
             self.queue.record(full, seed, result)
+
+
+def _seeds_phrase(seeds: int) -> str:
+    return f"all {seeds} seeds" if seeds > 1 else "its seed"
 
 
 def _per_seed(s: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from remedysweep.remedies import AS_BUILT, LossFormulation, ProbeMetric, Registr
 from .config import Sweep, build_plan
 from .data import Dataset, input_arrays
 from .sources import ModelSource, adopt_label_format, load_data
-from .surgery import ModelInfo, NotApplicable, Rewritten, compiled_loss, describe_model, rewrite
+from .surgery import ModelInfo, NotApplicable, Rewritten, compiled_loss, describe_model, normalizes_inputs, rewrite
 
 
 @dataclass
@@ -245,7 +245,7 @@ def build_run(setup: Setup, knobs: Mapping[str, Any], seed: int, *, compile: boo
             run_eagerly=bool(own.get("run_eagerly", False)),
         )
     metrics: list[ProbeMetric] = []
-    facts: dict[str, Any] = {**data.facts, "relu_family": rewritten.relu_family, "input_normalized": rewritten.input_normalized}
+    facts: dict[str, Any] = {**data.facts, "relu_family": rewritten.relu_family, "input_normalized": normalizes_inputs(rewritten.model)}
     for name, value in knobs.items():
         if value == AS_BUILT:
             continue

@@ -360,7 +360,6 @@ class Rewritten:
     first_kernel: Any = None
     last_kernel: Any = None
     relu_family: bool = False
-    input_normalized: bool = False
 
 
 NORMALIZING = ("Normalization", "Rescaling", "Discretization", "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization")
@@ -718,7 +717,7 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
             except Exception:
                 head = []
             return Rewritten(model, probabilities=bool(head) and head[-1] in ("softmax", "sigmoid"),
-                             binary=int(functional.outputs[0].shape[-1]) == 1, input_normalized=normalizes_inputs(functional))
+                             binary=int(functional.outputs[0].shape[-1]) == 1)
         raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
     c = rewriter.counts
     needs_hidden = [k for k in ("width", "min_width", "normalization", "kernel_constraint") if k in wanted]
@@ -763,7 +762,6 @@ def _rewritten(new: Any, rewriter: _Rewriter, plan: ModelPlan) -> Rewritten:
         first_kernel=kernels[0] if kernels else None,
         last_kernel=kernels[-1] if kernels and s.output_layer is not None else None,
         relu_family=bool(hidden_acts) and hidden_acts <= RELU_FAMILY,
-        input_normalized=normalizes_inputs(new),
     )
 
 
@@ -785,7 +783,7 @@ def rewrite_subclassed(model: Any, plan: ModelPlan) -> Rewritten:
         raise NotApplicable(f"{', '.join('model.' + k for k in cannot)}: changing this needs a Sequential or functional model; "
                             f"{type(model).__name__} is subclassed (re-initialisation, activations, regularizers and dropout rates can change)")
     if not wanted:
-        return Rewritten(model, input_normalized=normalizes_inputs(model))
+        return Rewritten(model)
     output = dense[-1] if dense else None
     hidden = dense[:-1]
     if "kernel_initializer" in wanted:
@@ -840,7 +838,7 @@ def rewrite_subclassed(model: Any, plan: ModelPlan) -> Rewritten:
                 setattr(l, key, int(plan.width))
             if key and plan.min_width is not None and getattr(l, key) < plan.min_width:
                 setattr(l, key, int(plan.min_width))
-    return Rewritten(model, input_normalized=normalizes_inputs(model))
+    return Rewritten(model)
 
 
 def _describe(wanted: dict[str, Any]) -> str:
