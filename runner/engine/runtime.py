@@ -86,8 +86,13 @@ def interrupt_once() -> None:
 
     def unraisable(info: Any) -> None:
         if isinstance(info.exc_value, KeyboardInterrupt):
+            # Raised again from another thread a moment later: interrupting
+            # from here would run the handler inside this hook, where the
+            # KeyboardInterrupt is again unraisable and printed.
             state["seen"] = False
-            _thread.interrupt_main()
+            again = threading.Timer(0.05, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
             return
         previous(info)
 
