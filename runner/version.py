@@ -1,3 +1,3 @@
 """The version of remedysweep (the bottom layer: imported by every other)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
