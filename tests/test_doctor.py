@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import markupsafe
 import numpy as np
 import pytest
 
@@ -71,6 +72,7 @@ def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path)
     assert any("from_logits=True" in c and "CategoricalCrossentropy(" in c for c in v["recommendation"]["code"])
     html = write_doctor_report(v, tmp_path).read_text()
     assert "loss=fused_logits" in html and "<svg" in html
+    assert html.count(str(markupsafe.escape(v["conclusion"]))) == 1  # the verdict once, not again under "The fix"
     assert (tmp_path / "trials.csv").exists() and (tmp_path / "doctor.json").exists()
     r = cli("report", str(tmp_path))  # the search's runs are a run folder like any other
     assert r.returncode == 0, r.stderr
