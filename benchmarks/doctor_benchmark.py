@@ -182,6 +182,9 @@ def report(state: dict, kept: list[tuple[str, str]], arms: list[str]) -> None:
             "no_signal_named": sum(v["no_signal"] for v in shuffled.values()),
             "crashes": sum(bool(v["error"]) for v in results.values()),
             "median_seconds": statistics.median(times) if times else None,
+            # how small the claimed fixes are: the changes a user has to make to the model
+            "median_changes": statistics.median([len(v["fix"]) for v in mutants.values() if v["repaired"]])
+            if repaired else None,
         }
         by_op: dict[str, list[int]] = {}
         for (s, o), v in mutants.items():
@@ -197,6 +200,7 @@ def report(state: dict, kept: list[tuple[str, str]], arms: list[str]) -> None:
                       ("false fixes, no-signal data", lambda r: f"{r['false_fixes_no_signal']}/{r['no_signal']}"),
                       ("no-signal named", lambda r: f"{r['no_signal_named']}/{r['no_signal']}"),
                       ("crashes", lambda r: str(r["crashes"])),
+                      ("median changes per repair", lambda r: f"{r['median_changes']:g}" if r["median_changes"] else "-"),
                       ("median seconds per case", lambda r: f"{r['median_seconds']:.1f}" if r["median_seconds"] else "-")):
         print(f"{label:34s}" + "".join(f"{fn(rows[arm]):>22s}" for arm in arms))
     ops = sorted({o for arm in arms for o in rows[arm]["by_operator"]})

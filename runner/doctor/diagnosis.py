@@ -36,7 +36,7 @@ from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make
 from remedysweep.engine.result import RunResult
 from remedysweep.engine.symptoms import STATIC_FAULTS, SYMPTOMS, model_symptoms
 
-from .evidence import Candidate, confirmed, median, rank_key, reference_accuracy, select
+from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select
 from .search import Search, SearchLog
 
 #: Symptoms that make a model need a fix even when no seed ended at chance.
@@ -225,7 +225,7 @@ class Doctor:
             out.update(no_signal)
             return out
         fresh = range(self.seeds, 2 * self.seeds)
-        pool = [c for c in log.candidates]
+        pool = contenders(log.candidates, baseline)
         attempts = 0
         while pool and attempts < 2:
             chosen, best = select(pool)

@@ -102,6 +102,14 @@ def seed_noise(candidates: Sequence[Candidate]) -> float:
     return spreads[len(spreads) // 2] if spreads else 0.0
 
 
+def contenders(candidates: Sequence[Candidate], baseline: Candidate) -> list[Candidate]:
+    """The changes that did better than the model as built: only they compete.
+    Otherwise a less invasive change that did worse than the model, though
+    within the seed noise of the best, would be chosen, found no better than
+    the model, and hide the best change."""
+    return [c for c in candidates if rank_key(c) < rank_key(baseline)]
+
+
 def select(candidates: Sequence[Candidate]) -> tuple[Candidate | None, Candidate | None]:
     """(chosen, best seen): the best by :func:`rank_key`, and among those within
     the seed noise of it (as many seeds at chance, a median within twice the
