@@ -220,12 +220,15 @@ def curve_groups(series: dict[str, list[list[float]]], chance: float) -> Any:
     """Validation accuracy per seed for each variant, one panel each."""
     plt = _plt()
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.3), sharey=True, squeeze=False)
-    for ax, (name, curves) in zip(axes[0], series.items()):
+    # one change per title line: "a + b + c" is wider than its panel
+    titles = ["\n".join(name.split(" + ")) for name in series]
+    lines = max((t.count("\n") + 1 for t in titles), default=1)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.3 + 0.15 * (lines - 1)), sharey=True, squeeze=False)
+    for ax, title, (name, curves) in zip(axes[0], titles, series.items()):
         for c in curves:
             ax.plot(range(1, len(c) + 1), c, color="#c92a2a" if name == "your model" else "#1864ab", alpha=0.7, lw=1)
         ax.axhline(chance, color="#868e96", ls=":", lw=1)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("val. accuracy")

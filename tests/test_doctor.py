@@ -135,3 +135,11 @@ def test_a_less_invasive_change_that_did_worse_than_the_model_never_hides_the_fi
     assert select(tried)[0].changes == (("learning_rate", 0.01),)  # what was chosen before: worse than the model
     chosen, best = select(contenders(tried, model))
     assert chosen.changes == (("loss", "fused_logits"),) and best is chosen
+
+
+def test_a_combination_of_changes_is_titled_one_change_a_line():
+    """A panel is 2.6 inches wide: "a + b + c" on one line ran into its neighbour's title."""
+    from remedysweep.reports import plots
+
+    fig = plots.curve_groups({"your model": [[0.6, 0.7]], "initializer=he_normal + learning_rate=0.0001 + loss=fused_logits": [[0.6, 0.62]]}, 0.5)
+    assert [ax.get_title() for ax in fig.axes] == ["your model", "initializer=he_normal\nlearning_rate=0.0001\nloss=fused_logits"]
