@@ -229,13 +229,13 @@ class Doctor:
         attempts = 0
         while pool and attempts < 2:
             chosen, best = select(pool)
-            if chosen is None or rank_key(chosen) >= rank_key(baseline):
+            if chosen is None:
                 break
             # a change that removes the cause seen in the model is preferred to
             # tuning around it, as long as it gets as far (within the repair margin)
             fixing, _ = select([c for c in pool if set(c.changes) & log.root_changes])
             if fixing is not None and fixing is not chosen and rank_key(fixing)[0] <= rank_key(chosen)[0] \
-                    and median(fixing.summary) >= median(best.summary) - REPAIR_MARGIN and rank_key(fixing) < rank_key(baseline):
+                    and median(fixing.summary) >= median(best.summary) - REPAIR_MARGIN:
                 chosen = fixing
             attempts += 1
             again, base_again = self.evaluate(setup, [chosen.knobs, {}], "confirmation", seeds=fresh)
