@@ -239,10 +239,10 @@ class PackedTrainer:
         self.onehot_probe = tf.constant(np.broadcast_to(self.data.targets(self.data.y_val[idx], "binary" if self.binary else "one_hot"),
                                                         (S, len(idx), 1 if self.binary else self.data.n_classes)).copy())
         self.metrics = self.runs[0].probe_metrics
-        self._train_range = tf.function(self._train_range_py)
+        self._train_range = tf.function(self._train_range_py, autograph=False)
         stacked = sum(int(np.prod(v.shape)) for v in self.variables)
-        self._apply = tf.function(self._apply_py, jit_compile=JIT_OPTIMIZER and stacked >= JIT_MIN_WEIGHTS)
-        self._epoch_end = tf.function(self._epoch_end_py)
+        self._apply = tf.function(self._apply_py, autograph=False, jit_compile=JIT_OPTIMIZER and stacked >= JIT_MIN_WEIGHTS)
+        self._epoch_end = tf.function(self._epoch_end_py, autograph=False)
 
     # -- pieces of the graph ---------------------------------------------------
 
@@ -336,10 +336,7 @@ class PackedTrainer:
         and the sample count."""
         import tensorflow as tf
 
-        loss_sum = tf.zeros([self.S])
-        correct = tf.zeros([self.S])
-        seen = tf.constant(0.0)
-        for step in tf.range(start, stop):
+        def step_once(step: Any, loss_sum: Any, correct: Any, seen: Any) -> tuple[Any, Any, Any, Any]:
             lo = step * self.batch
             hi = tf.minimum(lo + self.batch, self.n)
             xb, yb, tb = x_epoch[:, lo:hi], y_epoch[:, lo:hi], t_epoch[:, lo:hi]
@@ -350,9 +347,13 @@ class PackedTrainer:
             grads = tape.gradient(total, self.variables)
             self._apply(grads)
             size = tf.cast(hi - lo, tf.float32)
-            loss_sum += per_slice * size
             correct += tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), tb), tf.float32), axis=1)
-            seen += size
+            return step + 1, loss_sum + per_slice * size, correct, seen + size
+
+        # an explicit loop, so that the trace needs no AutoGraph conversion (which
+        # took most of a small pack's tracing time)
+        _, loss_sum, correct, seen = tf.while_loop(
+            lambda step, *_: step < stop, step_once, (start, tf.zeros([self.S]), tf.zeros([self.S]), tf.constant(0.0)))
         return loss_sum, correct, seen
 
     def _apply_py(self, grads: list[Any]) -> None:
