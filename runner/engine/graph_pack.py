@@ -102,8 +102,8 @@ class GraphPack:
             r.model._symbolic_build(data_batch=sample)  # optimizer, loss and metric state built before tracing, as fit does
             if r.model.optimizer is not None and not r.model.optimizer.built:
                 r.model.optimizer.build(r.model.trainable_variables)
-        self._train_range = tf.function(self._train_range_py)
-        self._validate = tf.function(self._validate_py)
+        self._train_range = tf.function(self._train_range_py, autograph=False)
+        self._validate = tf.function(self._validate_py, autograph=False)
 
     # -- the compiled parts --------------------------------------------------------
 
@@ -112,7 +112,7 @@ class GraphPack:
         ``orders`` ``[S, n]``, for the slices ``active`` ``[S]`` marks."""
         import tensorflow as tf
 
-        for step in tf.range(start, stop):
+        def step_once(step: Any) -> Any:
             lo = step * self.batch
             hi = tf.minimum(lo + self.batch, self.n)
             for s, run in enumerate(self.runs):
@@ -124,6 +124,11 @@ class GraphPack:
                     return tf.constant(0)
 
                 tf.cond(active[s], one, lambda: tf.constant(0))
+            return step + 1
+
+        # explicit loops, traced without AutoGraph: Keras's own fit does not convert
+        # a model's code either, and the conversion cost seconds per pack
+        tf.while_loop(lambda step: step < stop, step_once, (start,))
         return tf.constant(0)
 
     def _validate_py(self, active: Any) -> Any:
@@ -134,11 +139,14 @@ class GraphPack:
         for s, run in enumerate(self.runs):
 
             def one(s: int = s, run: BuiltRun = run) -> Any:
-                for b in tf.range(batches):
+                def batch_once(b: Any) -> Any:
                     lo = b * self.val_batch
                     hi = tf.minimum(lo + self.val_batch, self.n_val)
                     x = map_inputs(self.x_val[s], lambda a: a[lo:hi])
                     run.model.test_step((x, self.y_val[s][lo:hi]))
+                    return b + 1
+
+                tf.while_loop(lambda b: b < batches, batch_once, (tf.constant(0),))
                 return tf.constant(0)
 
             tf.cond(active[s], one, lambda: tf.constant(0))
