@@ -155,6 +155,8 @@ def test_doctor_from_a_watched_collapsing_run_finds_and_verifies_the_fix(tmp_pat
     assert rec is not None and rec["evidence"]["at_chance"] == 0
     assert min(rec["evidence"]["final_accuracy"]) > max(rec["baseline_evidence"]["final_accuracy"])
     assert "confirmed" in v["conclusion"] or "p = " in v["conclusion"]
+    # three runs cannot cover the targeted changes: the verdict says the search did not settle
+    assert v["search"]["settled"] is False and "budget ran out before the search settled" in v["conclusion"]
     assert write_doctor_report(v, tmp_path / "doc").exists()
 
     with pytest.raises(SweepError, match="not a run folder remedysweep.keras.Watch wrote"):

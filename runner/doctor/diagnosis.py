@@ -249,7 +249,7 @@ class Doctor:
             if ok:
                 out["recommendation"] = described
                 out["conclusion"] = described["summary"] + ("" if log.settled else
-                                                            "; the budget ran out while the search was still improving: a larger --budget may find more")
+                                                            "; the budget ran out before the search settled: a larger --budget may find more")
                 return out
             out["best_partial"] = out["best_partial"] or described
             pool = [c for c in pool if c is not chosen]

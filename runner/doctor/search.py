@@ -167,6 +167,8 @@ class Search:
             self._pairs(baseline)
         if self._room() and self.log.space:
             self._explore(self.log.space, baseline)
+        elif self.log.space:
+            self.log.settled = False  # the targeted changes spent the budget: the rest of the space was never looked at
         return self.log
 
     def _pairs(self, baseline: Candidate) -> None:
