@@ -347,8 +347,8 @@ class PackedTrainer:
             grads = tape.gradient(total, self.variables)
             self._apply(grads)
             size = tf.cast(hi - lo, tf.float32)
-            correct += tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), tb), tf.float32), axis=1)
-            return step + 1, loss_sum + per_slice * size, correct, seen + size
+            right = tf.reduce_sum(tf.cast(tf.equal(self._predictions(logits), tb), tf.float32), axis=1)
+            return step + 1, loss_sum + per_slice * size, correct + right, seen + size
 
         # an explicit loop, so that the trace needs no AutoGraph conversion (which
         # took most of a small pack's tracing time)
