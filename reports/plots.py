@@ -31,6 +31,22 @@ def _plt() -> Any:
     return plt
 
 
+def _plain_number(value: float, _pos: Any = None) -> str:
+    """A tick label as plain text (0, 0.01, 1, 100, 1e+04): with math parsing
+    off, matplotlib's log formatters would print their TeX source instead."""
+    if value == 0:
+        return "0"
+    return f"{value:g}"
+
+
+def plain_ticks(axis: Any) -> None:
+    """Plain-text labels on a log or symlog axis; minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(_plain_number))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def to_svg(fig: Any) -> str:
     """The figure as inline SVG text (self-contained, no external references)."""
     plt = _plt()
@@ -146,6 +162,7 @@ def aligned_curves_plot(aligned: pd.DataFrame, column: str, label: str, chance: 
     if column in ("logit_abs_mean", "logit_spread", "grad_norm", "weight_norm") and (aligned[column] > 0).any():
         ax.set_yscale("symlog", linthresh=1e-2)  # zeros (a dead gradient) stay visible
         ax.set_ylim(bottom=0)
+        plain_ticks(ax.yaxis)
     ax.set_xlabel("epochs from collapse")
     ax.set_title(label)
     ax.legend(fontsize=7, frameon=False)

@@ -99,3 +99,19 @@ def test_tpe_with_two_workers_over_ranges_and_its_findings(tmp_path: Path):
     assert "Pareto front" in (out / "report.html").read_text()
     found = json.loads((out / "findings.json").read_text())
     assert found["lines"] and found["runs"] == 10
+
+
+def test_log_scale_tick_labels_are_plain_numbers():
+    """The diagnostics' symlog axes label their ticks as numbers, never as the
+    TeX source of matplotlib's log formatters."""
+    import re
+
+    from remedysweep.reports.plots import aligned_curves_plot, to_svg
+
+    rows = [{"trial_number": n, "outcome": o, "offset": k, "grad_norm": v * 10.0 ** k}
+            for n, (o, v) in enumerate((("healthy", 0.5), ("collapsed", 3.0)) * 2) for k in range(-3, 4)]
+    svg = to_svg(aligned_curves_plot(pd.DataFrame(rows), "grad_norm", "gradient norm"))
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert labels and not any("$" in t or "mathdefault" in t for t in labels), labels
+    numbers = [t for t in labels if re.fullmatch(r"-?[0-9.e+\-]+", t.strip())]
+    assert "0" in [t.strip() for t in numbers] and any(float(t) >= 100 for t in numbers), labels
