@@ -37,6 +37,28 @@ def test_healthy_degraded_diverged_failed():
     assert [o.value for o in RunOutcome if o.at_chance] == ["collapsed", "never_learned", "diverged"]
 
 
+def test_a_nan_final_accuracy_is_diverged_never_healthy():
+    """A mixed-precision model whose outputs turned NaN while its loss stayed
+    finite: the NaN accuracy is divergence, not a healthy run."""
+    nan = float("nan")
+    c = classify([0.5, 0.9, nan, nan], TEN, SPEC)
+    assert c.outcome is RunOutcome.DIVERGED and c.outcome.at_chance and c.peak == 0.9
+    assert classify([nan, nan], TEN, SPEC).outcome is RunOutcome.NEVER_LEARNED  # no accuracy recorded at all
+
+
+def test_doctor_statistics_take_all_nan_seeds():
+    from remedysweep.doctor.diagnosis import _tried
+    from remedysweep.doctor.evidence import Candidate, select
+
+    nan = float("nan")
+    diverged = [RunResult(RunOutcome.DIVERGED, nan, nan, 3, 0.1, 0.1) for _ in range(2)]
+    healthy = [RunResult(RunOutcome.HEALTHY, 0.9, 0.88 + i / 100, 3, 0.1, 0.1) for i in range(2)]
+    fused, lr = Candidate((("loss", "fused_logits"),), "targeted", diverged), Candidate((("learning_rate", 0.001),), "targeted", healthy)
+    row = _tried(fused)
+    assert row["spread"] == 0.0 and row["at_chance"] == 2 and row["outcomes"] == {"diverged": 2}
+    assert select([fused, lr])[1] is lr and fused.bad == 2
+
+
 def test_chance_is_the_majority_rate_for_any_head():
     """A binary problem with 80% negatives: chance is 0.8, so sitting at 0.8 is at chance."""
     th = Thresholds.of(0.8, SPEC)

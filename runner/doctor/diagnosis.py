@@ -25,6 +25,7 @@ Steps, each printed:
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -91,7 +92,7 @@ class Doctor:
     def run(self) -> dict[str, Any]:
         import optuna
 
-        from remedysweep.engine.faults import model_facts, static_faults
+        from remedysweep.engine.faults import head_faults, model_facts, static_faults
         from remedysweep.engine.runtime import configure_tensorflow
         from remedysweep.engine.sources import check_problem
 
@@ -102,7 +103,7 @@ class Doctor:
         setup = self._setup(sweep, data)
         info = setup.info
         base_model = setup.source.build(0, setup.data)
-        faults = static_faults(base_model, setup.data.n_classes)
+        faults = {**head_faults(base_model, info), **static_faults(base_model, setup.data.n_classes)}
         facts = {**info.facts(), **setup.data.facts, **model_facts(base_model), "one_hot_labels": setup.data.label_format == "one_hot",
                  "n_classes": setup.data.n_classes, "batch_size": sweep.training.batch_size, "chance": setup.data.chance,
                  "label_format": setup.data.label_format}
@@ -367,4 +368,11 @@ def _tried(c: Candidate) -> dict[str, Any]:
     s = c.summary
     return {"fix": c.label, "applicable": True, "changes": [list(x) for x in c.changes], "source": c.source,
             "invasiveness": c.invasiveness, **s, "median": median(s),
-            "spread": statistics.pstdev([f for f in s["final_accuracy"] if f == f]) if len(s["final_accuracy"]) > 1 else 0.0}
+            "spread": _pstdev_finite(s["final_accuracy"])}
+
+
+def _pstdev_finite(values: list[float]) -> float:
+    """The spread of the finite values (0 with fewer than two): a diverged
+    seed's NaN is counted by the outcome, not by the spread."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.pstdev(finite) if len(finite) > 1 else 0.0

@@ -102,7 +102,9 @@ def classify(
     peak_epoch, peak = max(points, key=lambda p: (p[1], -p[0])) if points else (None, float("nan"))
     if error is not None or not val_accuracy and nonfinite_epoch is None:
         return Classification(RunOutcome.FAILED, peak, peak_epoch, final, None)
-    if nonfinite_epoch is not None:
+    if nonfinite_epoch is not None or (points and not math.isfinite(final)):
+        # a non-finite final accuracy is divergence too (a mixed-precision model's
+        # NaN outputs): never healthy, never better than a finite run
         return Classification(RunOutcome.DIVERGED, peak, peak_epoch, final, None)
     if not peak >= th.rise:
         return Classification(RunOutcome.NEVER_LEARNED, peak, peak_epoch, final, None)
