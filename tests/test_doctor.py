@@ -143,3 +143,27 @@ def test_a_combination_of_changes_is_titled_one_change_a_line():
 
     fig = plots.curve_groups({"your model": [[0.6, 0.7]], "initializer=he_normal + learning_rate=0.0001 + loss=fused_logits": [[0.6, 0.62]]}, 0.5)
     assert [ax.get_title() for ax in fig.axes] == ["your model", "initializer=he_normal\nlearning_rate=0.0001\nloss=fused_logits"]
+
+
+def test_faults_are_read_off_the_graph_not_the_spelling():
+    """Softmax applied twice is a fault of the model before it trains, and a
+    separate Activation layer counts the same as the activation argument."""
+    import keras
+
+    from remedysweep.engine.faults import head_faults, static_faults
+    from remedysweep.engine.surgery import describe_model
+
+    twice = zoo.softmax_twice()
+    faults = head_faults(twice, describe_model(twice))
+    assert set(faults) == {"softmax_twice"}, faults
+    assert "(softmax) then" in faults["softmax_twice"] and "'softmax'" in faults["softmax_twice"], faults
+    assert head_faults(zoo.softmax_sparse(), describe_model(zoo.softmax_sparse())) == {}
+
+    def xor(spelled_out: bool):
+        hidden = [keras.layers.Dense(4), keras.layers.Activation("sigmoid")] if spelled_out else [keras.layers.Dense(4, activation="sigmoid")]
+        model = keras.Sequential([keras.Input((2,)), *hidden, keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mae")
+        return model
+
+    for spelled_out in (False, True):
+        assert "saturating_sgd" in static_faults(xor(spelled_out), 2), spelled_out

@@ -79,6 +79,8 @@ def static_faults(model: Any, n_classes: int) -> dict[str, str]:
         out["softmax_hidden"] = f"softmax as a hidden activation in {', '.join(repr(n) for n in softmax[:3])}"
 
     saturating = [l.name for l in hidden if activation_name(l) in ("sigmoid", "hard_sigmoid")]
+    if s is not None:  # Dense(4) + Activation("sigmoid") is the same network as Dense(4, activation="sigmoid")
+        saturating += [l.name for l in s.hidden_acts if activation_name(l) in ("sigmoid", "hard_sigmoid")]
     opt_name, lr, momentum = _optimizer_facts(model)
     if saturating and opt_name == "SGD" and momentum < 0.5:
         out["saturating_sgd"] = f"sigmoid hidden layers ({len(saturating)}) trained by plain SGD: gradients shrink layer by layer"
@@ -142,6 +144,34 @@ def static_faults(model: Any, n_classes: int) -> dict[str, str]:
             out["learning_rate_low"] = f"{opt_name} at learning rate {lr:.3g}, below its usual range {low:g} to {high_lr:g}"
     if momentum >= RUNAWAY_MOMENTUM:
         out["runaway_momentum"] = f"{opt_name} momentum {momentum:g}: updates keep their direction for ~{1 / (1 - momentum + 1e-12):.0f} steps"
+    return out
+
+
+def head_faults(model: Any, info: Any) -> dict[str, str]:
+    """Faults of the output head and the loss read off the layers (softmax
+    applied twice, a loss that expects logits given probabilities, ...):
+    ``{symptom name: evidence}``, naming the layers where the model is functional
+    or Sequential. ``info`` is the model's :class:`~.surgery.ModelInfo`."""
+    from .surgery import activation_name, structure, to_functional
+    from .symptoms import SYMPTOMS, model_symptoms
+
+    names = model_symptoms(info)
+    if not names:
+        return {}
+    head: list[str] = []
+    functional = to_functional(model)
+    if functional is not None:
+        s = structure(functional)
+        steps = ([s.output_layer] if s.output_layer is not None else []) + list(reversed(s.head_layers))
+        head = [f"{l.name!r} ({activation_name(l)})" for l in steps if activation_name(l) != "linear"]
+    out = {}
+    for name in names:
+        evidence = SYMPTOMS.get(name, name)
+        if head and name in ("softmax_twice", "improper_output_activation", "probabilities_from_logits", "handwritten_loss"):
+            evidence += f"; the output passes through {' then '.join(head)}"
+        if name in ("softmax_missing", "probabilities_from_logits", "handwritten_loss"):
+            evidence += f"; loss {info.loss}" + (" (from_logits=True)" if info.from_logits else "")
+        out[name] = evidence
     return out
 
 
