@@ -83,12 +83,13 @@ def run_doctor(subject: str, operator: str, arm: str, epochs: int, seeds: int, b
 
 def main(argv: list[str] | None = None) -> int:
     import cases
+    from remedysweep.engine.config import DOCTOR_BUDGET
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/doctor-benchmark")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--budget", type=int, default=48)
+    p.add_argument("--budget", type=int, default=DOCTOR_BUDGET)
     p.add_argument("--subjects", default=",".join(cases.SUBJECTS))
     p.add_argument("--operators", default="")
     p.add_argument("--arms", default="targeted,random")

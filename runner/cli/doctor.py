@@ -12,13 +12,15 @@ NAME = "doctor"
 
 
 def add_parser(sub: Any) -> None:
+    from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS
+
     d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
     d.add_argument("--from", dest="from_", metavar="FOLDER", help="a run folder remedysweep.keras.Watch wrote: start from the model and data sample it holds")
     d.add_argument("--model", help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
     d.add_argument("--data", help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
-    d.add_argument("--epochs", type=int, default=None, help="epochs per run (default 10; with --from, the watched run's)")
-    d.add_argument("--seeds", type=int, default=3)
-    d.add_argument("--budget", type=int, default=48, help="most runs of the search, confirmation aside (default 48)")
+    d.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DOCTOR_EPOCHS}; with --from, the epochs the watched run trained)")
+    d.add_argument("--seeds", type=int, default=DOCTOR_SEEDS, help="seeds per candidate (default %(default)s)")
+    d.add_argument("--budget", type=int, default=DOCTOR_BUDGET, help="most runs of the search, confirmation aside (default %(default)s)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also try remedies from a local file")
     d.add_argument("--out", default="doctor", help="folder for doctor.html and doctor.json (default: doctor)")
     d.add_argument("--json", action="store_true", help="print the machine-readable verdict on stdout")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from remedysweep.errors import SweepError
 from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder, read_limited
 
-from remedysweep.engine.config import DataSpec, ModelSpec
+from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
 
 from .diagnosis import MAX_BUDGET, MAX_EPOCHS, MAX_SEEDS, Doctor, doctor_sweep
 from .evidence import summarize
@@ -98,7 +98,7 @@ def watched_sources(folder: str | Path, data: str | None = None) -> tuple[ModelS
     return model_spec, data_spec, meta
 
 
-def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None = None, seeds: int = 3, budget: int = 48,
+def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None = None, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET,
                      plugins: tuple[str, ...] = (), echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None,
                      from_: str | Path | None = None, **options: Any) -> dict[str, Any]:
     """Diagnose a model given as ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``,
@@ -115,18 +115,18 @@ def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None 
         if epochs is None:
             fit = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
             watched = fit.get("epochs")
-            epochs = min(MAX_EPOCHS, watched) if isinstance(watched, int) and not isinstance(watched, bool) and watched >= 1 else 10
+            epochs = min(MAX_EPOCHS, watched) if isinstance(watched, int) and not isinstance(watched, bool) and watched >= 1 else DOCTOR_EPOCHS
     else:
         if model is None or data is None:
             raise SweepError("--model" if model is None else "--data", None, "required (or --from FOLDER, a folder Watch wrote)")
         model_spec, data_spec = _source_specs(model, data)
-    epochs = 10 if epochs is None else epochs
+    epochs = DOCTOR_EPOCHS if epochs is None else epochs
     check_sizes(epochs, seeds, budget)
     return diagnose(model_spec, data_spec, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo, out=out, **options)
 
 
 def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = None, validation_split: float = 0.2,
-                   epochs: int = 10, seeds: int = 3, budget: int = 48, out: str | Path | None = None,
+                   epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET, out: str | Path | None = None,
                    echo: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
     """Doctor from a live, compiled model and arrays, as in a notebook:
 
@@ -166,7 +166,7 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
     return verdict
 
 
-def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = 10, seeds: int = 3, budget: int = 48, plugins: tuple[str, ...] = (),
+def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET, plugins: tuple[str, ...] = (),
              echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None, strategy: str = "targeted",
              pack: bool = True) -> dict[str, Any]:
     """Run every step and return the verdict (a JSON-friendly dict); with

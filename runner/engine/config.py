@@ -32,6 +32,8 @@ CALLABLE_PATTERN = re.compile(r"^(?P<target>.+):(?P<func>[A-Za-z_][A-Za-z0-9_]*)
 DEFAULT_MAX_RUNS = 100_000
 MAX_VALUES_PER_KNOB = 10_000
 MAX_SWEEP_BYTES = 16 << 20
+#: Doctor's defaults, for the command line, the Python API and the benchmark alike.
+DOCTOR_EPOCHS, DOCTOR_SEEDS, DOCTOR_BUDGET = 10, 3, 48
 
 # ----------------------------------------------------------------------------
 # Typed configuration
