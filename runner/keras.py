@@ -74,6 +74,7 @@ class Watch(keras.callbacks.Callback):
         self.started = time.perf_counter()
         self._writer: Any = None
         self._written = 0.0
+        self._lines: list[str] = []
         if early_probes:
             self.on_train_batch_end = self._batch_end  # a per-step hook only when asked for
 
@@ -93,12 +94,27 @@ class Watch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch, self._step = epoch, 0
+        self._say()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self._guard(f"epoch {epoch + 1}", self._epoch_end, epoch, dict(logs or {}))
 
     def on_train_end(self, logs: Any = None) -> None:
         self._guard("the end of training", self._end)
+        self._say()
+
+    def _say(self, line: str | None = None) -> None:
+        """Queue a line, or print the queued ones. Keras's progress bar ends its
+        line only after every callback's ``on_epoch_end``: what is said at an
+        epoch's end waits for the next epoch, or the end of training, so that it
+        never runs on from the bar."""
+        if line is not None:
+            if self.verbose:
+                self._lines.append(line)
+            return
+        lines, self._lines = self._lines, []
+        for text in lines:
+            print(text, flush=True)
 
     def _batch_end(self, batch: int, logs: Any = None) -> None:
         self._guard("a step", self._probe_step, batch)
@@ -167,13 +183,11 @@ class Watch(keras.callbacks.Callback):
         new = [s for s in partial.symptoms if s not in self.seen]
         for s in new:
             self.seen[s] = epoch + 1
-            if self.verbose:
-                print(f"remedysweep: epoch {epoch + 1}: {s}: {_evidence(s, partial, self.chance)}", flush=True)
+            self._say(f"remedysweep: epoch {epoch + 1}: {s}: {_evidence(s, partial, self.chance)}")
         hit = [s for s in new if s in self.stop_on]
         if hit:
             self.model.stop_training = True
-            if self.verbose:
-                print(f"remedysweep: stopping training at epoch {epoch + 1} ({', '.join(hit)})", flush=True)
+            self._say(f"remedysweep: stopping training at epoch {epoch + 1} ({', '.join(hit)})")
         if new or time.perf_counter() - self._written >= WRITE_EVERY_S:  # the folder follows the run, without a write per epoch
             self._write(partial)
 
@@ -185,6 +199,9 @@ class Watch(keras.callbacks.Callback):
         self._write(result, final=True)
         if self._writer is not None:
             self._writer.flush()
+        self._say(f"remedysweep: {result.outcome.value} after {result.epochs_run} epoch(s) "
+                  f"(final validation accuracy {_figure(result.final_val_accuracy)}, peak {_figure(result.peak_val_accuracy)}); "
+                  f"wrote {self.out / 'watch.html'}" + (f"; next: remedysweep doctor --from {self.out}" if self.saved else ""))
 
     # -- what it writes ------------------------------------------------------------------
 
@@ -213,7 +230,7 @@ class Watch(keras.callbacks.Callback):
             from remedysweep.reports.watch import render_watch
 
             atomic_write(self.out / "watch.html", render_watch(result, self.seen, self.chance, self.out, self.saved,
-                                                               _suggestions(result, self.model)))
+                                                               _suggestions(result, self.model, self.dataset)))
 
     def _tensorboard(self, epoch: int, logs: dict[str, Any], d: dict[str, Any]) -> None:
         if self.tensorboard is None:
@@ -266,6 +283,10 @@ def _output_units(model: Any, ds: Any) -> int:
 
     out = keras.ops.convert_to_numpy(model(map_inputs(ds.x_val, lambda a: tf.constant(a[:2])), training=False))
     return int(out.shape[-1])
+
+
+def _figure(value: float) -> str:
+    return f"{value:.3f}" if value == value else "n/a"
 
 
 def _chance_from_units(model: Any) -> float:
@@ -418,27 +439,31 @@ def _evidence(symptom: str, r: Any, chance: float) -> str:
     return text or SYMPTOMS.get(symptom, "")
 
 
-def _suggestions(result: Any, model: Any) -> list[dict[str, str]]:
-    """What doctor would try first for these symptoms: the remedies' own suggestions."""
+def _suggestions(result: Any, model: Any, dataset: Any = None) -> list[dict[str, str]]:
+    """What doctor would try first for these symptoms, in the order it would
+    try them: the remedies' own suggestions, ranked as doctor's search ranks them."""
     from remedysweep.engine.surgery import describe_model
+    from remedysweep.engine.symptoms import model_symptoms, suggested_changes
     from remedysweep.remedies import discover
 
+    symptoms = set(result.symptoms)
     try:
         info = describe_model(model)
         facts = info.facts()
+        symptoms |= set(model_symptoms(info))  # the head and the loss, as doctor reads them
     except Exception:
         facts = {}
+    if dataset is not None:  # the label format decides which loss class the advice names
+        facts.update({"one_hot_labels": dataset.label_format == "one_hot", "label_format": dataset.label_format,
+                      "n_classes": dataset.n_classes})
     registry = discover()
-    symptoms = frozenset(result.symptoms)
     out = []
-    for name, remedy in registry.remedies.items():
-        try:
-            values = list(remedy.suggest(symptoms, facts))
-        except Exception:
+    for _, name, v, error in suggested_changes(registry, symptoms, facts):
+        if error:
             continue
-        for v in values[:2]:
-            try:
-                out.append({"change": f"{name}={v}", "code": remedy.describe_change(v, facts)})
-            except Exception:
-                out.append({"change": f"{name}={v}", "code": ""})
+        try:
+            code = registry[name].describe_change(v, facts)
+        except Exception:
+            code = ""
+        out.append({"change": f"{name}={v}", "code": code})
     return out[:8]

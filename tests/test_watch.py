@@ -94,6 +94,29 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
     assert np.isfinite(h.history["loss"]).all()
 
 
+def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsys):
+    """Its lines never run on from Keras's progress bar, it says where the page
+    is, and the page advises the loss class for one-hot labels, ranked as
+    doctor ranks its changes, with every symptom the console printed."""
+    (x_tr, y_tr), (x_va, y_va) = zoo.digits_onehot_full()
+    keras.utils.set_random_seed(0)
+    model = shapes.collapsing_handwritten()
+    out = tmp_path / "mine"
+    model.fit(x_tr, y_tr, validation_data=(x_va, y_va), epochs=12, batch_size=32, verbose=1, callbacks=[Watch(out, data=(x_va, y_va))])
+    printed = capsys.readouterr().out
+    ours = [line for line in printed.replace("\r", "\n").splitlines() if "remedysweep:" in line]
+    assert ours and all(line.startswith("remedysweep:") for line in ours), ours
+    assert f"wrote {out / 'watch.html'}" in ours[-1] and "doctor --from" in ours[-1]
+    html = (out / "watch.html").read_text()
+    assert "SparseCategoricalCrossentropy" not in html
+    meta = json.loads((out / "watch.json").read_text())
+    for name in meta["seen"]:
+        assert f"<code>{name}</code>" in html, name
+    assert "CategoricalCrossentropy(from_logits=True)" in html
+    first = html.index("<code>loss=fused_logits</code>")  # the hand-written loss on probabilities is the cause: its remedy comes first
+    assert first < html.index("<h2>Symptoms</h2>") and first < html.index("<code>learning_rate="), "the headline says what to try first"
+
+
 USERS_SCRIPT = '''
 import sys
 import numpy as np

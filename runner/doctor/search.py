@@ -19,12 +19,6 @@ from remedysweep.remedies import RemedyConflict
 
 from .evidence import Candidate, median, rank_key
 
-#: Symptoms that name a cause seen in the model, its settings or the data:
-#: remedies that remove one are tried before those that relieve what runs show.
-ROOT_CAUSES = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
-                         "handwritten_loss", "unscaled_inputs", "bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd",
-                         "constant_initializer", "initializer_scale", "negative_biases", "heavy_regularization", "heavy_dropout",
-                         "learning_rate_high", "learning_rate_low", "runaway_momentum"})
 #: Configurations per exploration round (each round is one pack).
 ROUND = 4
 #: Most changes in one configuration the exploration proposes.
@@ -88,30 +82,19 @@ class Search:
         """Single changes the remedies suggest for the symptoms: first those that
         remove a cause seen in the model or data, then the rest, each group least
         invasive first; those that cannot apply are logged and dropped."""
+        from remedysweep.engine.symptoms import suggested_changes
+
         out: list[tuple[int, int, str, Any]] = []
-        seen: set[tuple[str, Any]] = set()
-        order = 0
-        roots = frozenset(self.symptoms & ROOT_CAUSES)
-        for tier, visible in ((0, roots), (1, frozenset(self.symptoms))):
-            if not visible:
+        for order, (rank, name, v, error) in enumerate(suggested_changes(self.registry, self.symptoms, self.facts)):
+            if error:  # a plugin's suggest is its own code
+                self.log.skipped.append({"fix": name, "why": error})
                 continue
-            for name, remedy in self.registry.remedies.items():
-                try:
-                    values = list(remedy.suggest(visible, self.facts))
-                except Exception as exc:  # a plugin's suggest is its own code
-                    self.log.skipped.append({"fix": name, "why": f"suggest() raised {type(exc).__name__}: {exc}"})
-                    continue
-                for v in values:
-                    if (name, v) in seen or remedy.check_value(v):
-                        continue
-                    seen.add((name, v))
-                    why = self._why_not({name: v})
-                    if why:
-                        self.log.skipped.append({"fix": f"{name}={v}", "why": why})
-                        self.echo(f"    {name} = {v}: cannot apply ({why[:200]})")
-                        continue
-                    out.append((tier * 10 + remedy.invasiveness, order, name, v))
-                    order += 1
+            why = self._why_not({name: v})
+            if why:
+                self.log.skipped.append({"fix": f"{name}={v}", "why": why})
+                self.echo(f"    {name} = {v}: cannot apply ({why[:200]})")
+                continue
+            out.append((rank, order, name, v))
         out.sort(key=lambda c: (c[0], c[1]))
         self.root_changes = {(name, v) for rank, _, name, v in out if rank < 10}
         return [(name, v) for _, _, name, v in out]

@@ -57,6 +57,46 @@ STATIC_FAULTS = ("bottleneck", "linear_hidden", "softmax_hidden", "saturating_sg
 
 OUTCOME_SYMPTOMS = ("collapsed", "never_learned", "diverged", "degraded", "failed")
 
+#: Symptoms that name a cause seen in the model, its settings or the data:
+#: remedies that remove one are tried before those that relieve what runs show.
+ROOT_CAUSES = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
+                         "handwritten_loss", "unscaled_inputs", "bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd",
+                         "constant_initializer", "initializer_scale", "negative_biases", "heavy_regularization", "heavy_dropout",
+                         "learning_rate_high", "learning_rate_low", "runaway_momentum"})
+
+
+def suggested_changes(registry: Any, symptoms: Any, facts: Mapping[str, Any]) -> list[tuple[int, str, Any, str]]:
+    """The single changes the remedies suggest for ``symptoms``, in the order
+    doctor tries them: first those that remove a cause (:data:`ROOT_CAUSES`),
+    then the rest, each group least invasive first, the remedies' own order
+    within. Each is ``(rank, remedy, value, error)``: rank under 10 for a cause;
+    ``error`` says why a remedy's ``suggest`` failed (value ``None``). Doctor's
+    search and Watch's page both take this list."""
+    out: list[tuple[int, int, str, Any, str]] = []
+    seen: set[tuple[str, Any]] = set()
+    symptoms = frozenset(symptoms)
+    roots = symptoms & ROOT_CAUSES
+    order = 0
+    for tier, visible in ((0, roots), (1, symptoms)):
+        if not visible:
+            continue
+        for name, remedy in registry.remedies.items():
+            try:
+                values = list(remedy.suggest(visible, facts))
+            except Exception as exc:
+                if tier == 0 or not roots:  # said once, however many tiers ask
+                    out.append((99, order, name, None, f"suggest() raised {type(exc).__name__}: {exc}"))
+                    order += 1
+                continue
+            for v in values:
+                if (name, v) in seen or remedy.check_value(v):
+                    continue
+                seen.add((name, v))
+                out.append((tier * 10 + remedy.invasiveness, order, name, v, ""))
+                order += 1
+    out.sort(key=lambda c: (c[0], c[1]))
+    return [(rank, name, v, error) for rank, _, name, v, error in out]
+
 
 def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
@@ -102,7 +142,7 @@ def learning_symptoms(curves: Mapping[str, Sequence[Any]], chance: float | None)
         if 0.1 < fitted < 0.85 and acc[-1] - val[-1] < 0.1 * gap:
             out.append("underfitting")
     if len(loss) >= 3 and loss[0] > 0:
-        barely = (loss[0] - loss[-1]) / loss[0] < 0.1
+        barely = 0 <= (loss[0] - loss[-1]) / loss[0] < 0.1  # a loss that rose is not slow: it went the wrong way
         window = max(2, len(val) // 4)
         climbing = len(val) > window and (val[-1] - val[-1 - window]) > 0.1 * gap and val[-1] < chance + 0.9 * gap
         if barely or climbing:
