@@ -300,7 +300,57 @@ def compute(run: RunData) -> dict[str, Any]:
     if not knobs:
         lines.append(f"{len(t)} runs; no knob was swept with more than one value.")
     out["lines"] = lines
+    out["answer"] = answer(run)
     return out
+
+
+BROKEN = ("collapsed", "never_learned", "diverged", "degraded", "failed")
+
+
+def broken_breakdown(rows: pd.DataFrame) -> str:
+    """"12/12 broken: 7 at chance, 5 degraded (final 0.13–0.27)": every run that
+    ended at chance, degraded, never learned, diverged or failed, counted."""
+    n = len(rows)
+    outcomes = rows["outcome"].value_counts().to_dict() if n else {}
+    bad = sum(outcomes.get(o, 0) for o in BROKEN)
+    parts = []
+    at_chance = sum(outcomes.get(o, 0) for o in BAD_OUTCOMES)
+    if at_chance:
+        parts.append(f"{at_chance} at chance")
+    degraded = rows[rows["outcome"] == "degraded"]
+    if len(degraded):
+        finals = pd.to_numeric(degraded["final_val_accuracy"], errors="coerce").dropna()
+        span = f" (final {finals.min():.2f}–{finals.max():.2f})" if len(finals) else ""
+        parts.append(f"{len(degraded)} degraded{span}")
+    if outcomes.get("failed"):
+        parts.append(f"{outcomes['failed']} failed")
+    return f"{bad}/{n} broken" + (f": {', '.join(parts)}" if parts else "")
+
+
+def answer(run: RunData) -> str:
+    """The report's first sentence: which settings avoid ending at chance, and
+    the smallest change from the sweep's baseline that does it."""
+    from .analysis import smallest_fix
+
+    t = run.trials
+    if t.empty:
+        return "No runs have finished yet."
+    everywhere = broken_breakdown(t)
+    if not t["outcome"].isin(BROKEN).any():
+        return f"Every run trained healthy ({len(t)}/{len(t)}): nothing here needs a remedy."
+    fix = smallest_fix(run)
+    base = fix.get("baseline") if fix else None
+    base_text = ""
+    if base is not None:
+        rows = t[t["config_id"] == base["config_id"]]
+        base_text = f"The baseline ({', '.join(f'{k} = {v}' for k, v in run.baseline.items() if k in t)}): {broken_breakdown(rows)}. "
+    if fix and fix.get("fix") is not None:
+        f = fix["fix"]
+        change = "; ".join(f"{k}: {old} → {new}" for k, old, new in fix["changes"])
+        median = f", median final accuracy {f['final_acc_median']:.3g}" if f.get("final_acc_median") == f.get("final_acc_median") else ""
+        return (f"{base_text}Smallest change that avoided ending at chance on every seed: {change} "
+                f"(none of its {int(f['runs'])} runs ended at chance{median}). Over the whole sweep: {everywhere}.")
+    return f"{base_text}No configuration changed from the baseline avoided ending at chance on every seed. Over the whole sweep: {everywhere}."
 
 
 def _json(v: Any) -> Any:

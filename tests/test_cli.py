@@ -4,6 +4,7 @@ model and data files in a sweep file."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +26,8 @@ def finished_run(tmp_path_factory) -> Path:
     r = cli("run", str(sweep), "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "4/4 runs" in r.stdout
+    found = json.loads((out / "findings.json").read_text())
+    assert found["answer"] and f"finding: {found['answer']}" in r.stdout  # the answer in the terminal too
     return out
 
 

@@ -48,4 +48,20 @@ def main(args: argparse.Namespace) -> int:
     print(f"results: {summary.out / 'trials.csv'}")
     if not args.no_report:
         print(f"report:  {summary.out / 'report.html'}")
+        answer = summary_answer(summary.out)
+        if answer:
+            print(safe(f"finding: {answer}"))
     return summary.exit_code
+
+
+def summary_answer(out: Any) -> str:
+    """The report's first sentence, from the findings.json it just wrote."""
+    import json
+
+    from remedysweep.files import read_limited
+
+    try:
+        found = json.loads(read_limited(out / "findings.json", 64 << 20))
+    except Exception:
+        return ""
+    return found.get("answer", "") if isinstance(found, dict) and isinstance(found.get("answer"), str) else ""
