@@ -10,13 +10,23 @@ import subprocess
 import sys
 import tempfile
 import glob
+import json
+import select
+import signal
 import socket
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Every process the suite starts (xdist workers, commands, their worker
+# processes) sizes TensorFlow's thread pools to its share of the cores: two xdist
+# workers on two cores would otherwise each start pools for both.
+_XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, len(os.sched_getaffinity(0)) // max(1, _XDIST_WORKERS))))
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -68,12 +78,82 @@ def tiny_sweep(tmp_path: Path) -> Path:
     return write_sweep(tmp_path)
 
 
+class _ForkServer:
+    """The client of tests/forkserver.py: one server per test process, started
+    at the first command, so that each command's process is forked with
+    TensorFlow already imported instead of importing it again."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.folder = Path(tempfile.mkdtemp(prefix="remedysweep-test-cli-"))
+
+    @staticmethod
+    def _import_environment() -> dict:
+        return {k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "TF_", "KERAS", "CUDA", "OMP_", "MPL"))}
+
+    def imports_differ(self) -> bool:
+        """Whether the environment now differs from the server's in a variable
+        its imports may have read."""
+        return self.proc is not None and self._import_environment() != self.started_with
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.started_with = self._import_environment()
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HERE / "forkserver.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self.folder,
+            )
+        return self.proc
+
+    def _reply(self, proc: subprocess.Popen, deadline: float | None) -> dict | None:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not select.select([proc.stdout], [], [], wait)[0]:
+            return None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the test fork server died")
+        return json.loads(line)
+
+    def run(self, args: list[str], timeout: float, cwd: Path | None) -> subprocess.CompletedProcess:
+        proc = self._start()
+        out, err = self.folder / "stdout", self.folder / "stderr"
+        request = {"argv": args, "cwd": str(cwd or os.getcwd()), "env": dict(os.environ), "stdout": str(out), "stderr": str(err)}
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        pid = self._reply(proc, None)["pid"]  # the server's import comes first: no deadline on it
+        reply = self._reply(proc, time.monotonic() + timeout)
+        if reply is None:
+            os.kill(pid, signal.SIGKILL)
+            self._reply(proc, None)
+            raise subprocess.TimeoutExpired([sys.executable, "-m", "remedysweep", *args], timeout, out.read_text(), err.read_text())
+        return subprocess.CompletedProcess(["remedysweep", *args], reply["status"], out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_FORK_SERVER: _ForkServer | None = None
+#: ``REMEDYSWEEP_TEST_CLI=subprocess`` runs every command in a plain ``python -m
+#: remedysweep`` process instead (the fork server's results must not differ).
+PLAIN_CLI = os.environ.get("REMEDYSWEEP_TEST_CLI", "") == "subprocess"
+
+
 def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real command line, in a fresh process."""
-    return subprocess.run(
-        [sys.executable, "-m", "remedysweep", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
-    )
+    """The real command line, in a process of its own. It is forked from a
+    server that has already imported TensorFlow, unless ``env`` changes the
+    environment (which could change what those imports did): then it is a plain
+    ``python -m remedysweep``."""
+    global _FORK_SERVER
+    if env or PLAIN_CLI or (_FORK_SERVER is not None and _FORK_SERVER.imports_differ()):
+        return subprocess.run(
+            [sys.executable, "-m", "remedysweep", *args],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
+        )
+    if _FORK_SERVER is None:
+        _FORK_SERVER = _ForkServer()
+    return _FORK_SERVER.run([str(a) for a in args], timeout, cwd)
 
 
 def need(tool: str, what: str) -> str:
@@ -132,16 +212,26 @@ def pytest_configure(config):
     """Install the example plugin package (tests/plugin_example) into a temporary
     folder put on the path of this process and of every process it starts, so
     that the contract suite covers it like any installed remedy; the folder is
-    removed at the end, and the user's environment never sees it."""
-    site = tempfile.mkdtemp(prefix="remedysweep-test-site-")
-    pip_install("--target", site, str(EXAMPLE_PLUGIN))
-    sys.path.insert(0, site)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH", "")]))
+    removed at the end, and the user's environment never sees it. It is
+    installed once, by the first pytest process: xdist's workers inherit the
+    folder through the environment."""
+    site = os.environ.get("REMEDYSWEEP_TEST_SITE", "")
+    if site and Path(site).is_dir():
+        config._remedysweep_site = None  # the controller's: it removes it
+    else:
+        site = tempfile.mkdtemp(prefix="remedysweep-test-site-")
+        pip_install("--target", site, str(EXAMPLE_PLUGIN))
+        os.environ["REMEDYSWEEP_TEST_SITE"] = site
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH", "")]))
+        config._remedysweep_site = site
+    if site not in sys.path:
+        sys.path.insert(0, site)
     importlib.invalidate_caches()
-    config._remedysweep_site = site
 
 
 def pytest_unconfigure(config):
+    if _FORK_SERVER is not None:
+        _FORK_SERVER.close()
     site = getattr(config, "_remedysweep_site", None)
     if site:
         shutil.rmtree(site, ignore_errors=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from optuna.storages.journal import JournalFileBackend
 
 from conftest import cli, write_sweep
@@ -65,6 +66,25 @@ def running_workers(out: Path, name: str) -> list[int]:
     ]
 
 
+def held_sweep(folder: Path, name: str, seeds: str = "[0, 1]", hold: str = '["wait"]', extra: str = "learning_rate = [0.01, 0.05]\n") -> Path:
+    """A tiny sweep whose runs with ``hold = "wait"`` block after their first
+    epoch until :func:`release` (tests/plugins/hold.py): a worker is busy for as
+    long as the test needs, without long training."""
+    sweep = write_sweep(folder, name=name, epochs=3, training="pack = false")
+    text = sweep.read_text().replace("seeds = [0, 1]", f"seeds = {seeds}") + extra + f"hold = {hold}\n"
+    sweep.write_text(f'plugins = ["{PLUGINS / "hold.py"}"]\n' + text)
+    return sweep
+
+
+@pytest.fixture
+def release(tmp_path: Path, monkeypatch):
+    """Held runs wait until this is called (every process started after the
+    fixture sees the release file's name)."""
+    flag = tmp_path / "release-held-runs"
+    monkeypatch.setenv("REMEDYSWEEP_TEST_RELEASE", str(flag))
+    return lambda: flag.write_text("go")
+
+
 def test_four_local_workers_run_each_run_exactly_once(tmp_path: Path):
     sweep = write_sweep(tmp_path, name="four", epochs=2, losses='["unfused", "keras_default", "fused_logits"]', training="pack = false")
     sweep.write_text(sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))
@@ -77,14 +97,13 @@ def test_four_local_workers_run_each_run_exactly_once(tmp_path: Path):
     assert len(pids) >= 2, "the runs were not spread over several processes"
 
 
-def test_sigkilled_worker_is_rerun_and_nothing_is_lost_or_doubled(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="killed", epochs=12, training="pack = false")
-    text = sweep.read_text().replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
-    sweep.write_text(text)
+def test_sigkilled_worker_is_rerun_and_nothing_is_lost_or_doubled(tmp_path: Path, release):
+    sweep = held_sweep(tmp_path, "killed")
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-report", "--no-progress")
     victim = wait_for(lambda: running_workers(out, "killed"), proc=proc)[0]
     os.kill(victim, signal.SIGKILL)
+    release()
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     t = assert_exactly_once(out, 4, [0, 1])
@@ -95,10 +114,8 @@ def test_sigkilled_worker_is_rerun_and_nothing_is_lost_or_doubled(tmp_path: Path
     assert len(study.get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING))) == 0
 
 
-def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="crash", epochs=10, training="pack = false")
-    text = sweep.read_text().replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
-    sweep.write_text(text)
+def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path, release):
+    sweep = held_sweep(tmp_path, "crash", hold='["go", "wait"]', extra="")  # the "go" runs finish, a "wait" run is held
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--no-report", "--no-progress")
 
@@ -114,6 +131,7 @@ def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path):
     os.killpg(proc.pid, signal.SIGKILL)  # the laptop crashes
     proc.wait(timeout=30)
     done_before = sum(t.state == optuna.trial.TrialState.COMPLETE for t in journal_study(out, "crash").trials)
+    release()
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr and "queued again" in r.stderr
@@ -121,10 +139,8 @@ def test_killed_sweep_resumes_where_it_stopped(tmp_path: Path):
     assert len(t) == 8 and done_before < 8
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="sigint", epochs=10, training="pack = false")
-    text = sweep.read_text().replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2") + "learning_rate = [0.01, 0.05]\n"
-    sweep.write_text(text)
+def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path, release):
+    sweep = held_sweep(tmp_path, "sigint")
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
     wait_for(lambda: running_workers(out, "sigint"))
@@ -135,6 +151,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path):
     study = journal_study(out, "sigint")
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), "Ctrl-C left runs RUNNING"
     assert (out / "trials.csv").exists() and (out / "report.html").exists()
+    release()
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
     assert r.returncode == 0, r.stderr
     assert_exactly_once(out, 4, [0, 1])
@@ -158,15 +175,13 @@ def test_faults_inside_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path):
     assert "injected fault &lt;in&gt; the model" in html and "<in>" not in html
 
 
-def test_sigterm_and_sighup_stop_the_workers_and_release_their_runs(tmp_path: Path):
+def test_sigterm_and_sighup_stop_the_workers_and_release_their_runs(tmp_path: Path, release):
     """SIGTERM to the coordinator alone (as a service manager sends it): the
     workers stop, their runs go back to the queue, the results so far are
     exported, exit 143; no worker trains on as an orphan."""
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
         name = f"term{int(sig)}"
-        sweep = write_sweep(tmp_path, name=name, epochs=30, training="pack = false")
-        text = sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
-        sweep.write_text(text + "learning_rate = [0.01, 0.05]\n")
+        sweep = held_sweep(tmp_path, name, seeds="[0, 1, 2]")
         out = tmp_path / f"run_{name}"
         proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
         workers = wait_for(lambda: running_workers(out, name))

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from conftest import cli, write_sweep
-from test_parallel import journal_study, running_workers, start, wait_for
+from test_parallel import held_sweep, journal_study, release, running_workers, start, wait_for  # noqa: F401 (release is a fixture)
 from test_robustness import assert_one_line_error
 
 
@@ -72,10 +72,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_workers_whose_coordinator_is_killed_end_too(tmp_path: Path):
-    sweep = write_sweep(tmp_path, name="orphans", epochs=30, training="pack = false")
-    sweep.write_text(sweep.read_text().replace("[early_stop]\npatience = 2", "[early_stop]\nenabled = false\npatience = 2")
-                     + "learning_rate = [0.01, 0.05]\n")
+def test_workers_whose_coordinator_is_killed_end_too(tmp_path: Path, release):
+    sweep = held_sweep(tmp_path, "orphans")  # every run held after its first epoch: both workers busy
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
     pids = wait_for(lambda: running_workers(out, "orphans"), proc=proc)
@@ -85,6 +83,11 @@ def test_workers_whose_coordinator_is_killed_end_too(tmp_path: Path):
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.5)
     assert not any(_alive(p) for p in pids), "an orphaned worker kept running"
+    study = journal_study(out, "orphans")  # each orphan released its run on the way out
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), "an orphan left its run RUNNING"
+    released = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL and "remedysweep:result" not in t.user_attrs]
+    assert {t.system_attrs["remedysweep:worker"]["pid"] for t in released} >= set(pids)
+    release()  # resuming is test_parallel's; here: the released runs are queued again and finish
     r = cli("run", str(sweep), "--out", str(out), "--no-report")
     assert r.returncode == 0 and "8/8 runs" in r.stdout, r.stderr
 

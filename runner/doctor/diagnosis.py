@@ -44,7 +44,9 @@ from .search import Search, SearchLog
 DEFINITE = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
                       "oscillation", "unscaled_inputs", "dead_units", "vanishing_gradients", "exploding_gradients",
                       "zero_gradients", "penalty_dominates", *STATIC_FAULTS})
-SANITY_EPOCHS = 30
+#: The sanity check trains at least this many epochs and this many updates,
+#: whatever the class count, and stops as soon as it passes.
+SANITY_EPOCHS, SANITY_UPDATES, SANITY_PASS = 30, 300, 0.95
 #: How close to the best change seen a change that removes a root cause must get to be preferred.
 REPAIR_MARGIN = 0.05
 #: Largest sizes doctor accepts (a bigger request is refused before anything runs).
@@ -178,18 +180,21 @@ class Doctor:
         from remedysweep.engine.data import easy_version
         from remedysweep.engine.keras_trainer import error_message, run_alone
 
-        easy = easy_version(data)
+        batch = 32
+        easy = easy_version(data, per_class=max(16, -(-5 * batch // data.n_classes)))  # five steps an epoch for any class count
+        steps = -(-easy.n_train // min(batch, easy.n_train))
+        epochs = max(SANITY_EPOCHS, -(-SANITY_UPDATES // steps))
         knobs = {"optimizer": ("adam",), "learning_rate": (1e-3,)}
-        s = replace(doctor_sweep(self.model, self.data_spec, epochs=SANITY_EPOCHS, seeds=1, knobs=knobs, plugins=self.plugins, name="sanity"),
+        s = replace(doctor_sweep(self.model, self.data_spec, epochs=epochs, seeds=1, knobs=knobs, plugins=self.plugins, name="sanity"),
                     early_stop=replace(sweep.early_stop, enabled=False))
-        s = replace(s, training=replace(s.training, early_probes=0, batch_size=min(32, easy.n_train)))
+        s = replace(s, training=replace(s.training, early_probes=0, batch_size=min(batch, easy.n_train)))
         try:
             setup = self._setup(s, easy)
-            r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0)
+            r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, extra_callbacks=(_StopWhenLearned(SANITY_PASS),))
         except Exception as exc:
             return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
         acc = r.final_val_accuracy
-        return {"passed": bool(acc == acc and acc >= 0.95), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
+        return {"passed": bool(acc == acc and acc >= SANITY_PASS), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
 
     def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
         """Train every configuration over the seeds, all in one batch (packed
@@ -376,3 +381,17 @@ def _pstdev_finite(values: list[float]) -> float:
     seed's NaN is counted by the outcome, not by the spread."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.pstdev(finite) if len(finite) > 1 else 0.0
+
+
+def _StopWhenLearned(target: float) -> Any:
+    """A Keras callback that ends training once the validation accuracy reaches
+    ``target``: the sanity check has its answer then."""
+    import keras
+
+    class StopWhenLearned(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            acc = (logs or {}).get("val_accuracy")
+            if acc is not None and acc == acc and float(acc) >= target:
+                self.model.stop_training = True
+
+    return StopWhenLearned()

@@ -40,7 +40,16 @@ def configure_tensorflow(intra_op_threads: int | None = None) -> Any:
 
 
 def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    """TensorFlow's intra-op threads for each of ``workers`` processes: the cores
+    this process may use, shared out, and never more than TensorFlow's own
+    ``TF_NUM_INTRAOP_THREADS`` when that is set (the way to share a machine)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    share = max(1, cores // max(1, workers))
+    cap = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
 
 
 ORPHANED = threading.Event()
