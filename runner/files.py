@@ -1,6 +1,6 @@
 """Files and processes: atomic writes, folder locks, quiet imports, memory.
 
-The bottom layer: no remedysweep imports."""
+The bottom layer: no remedysweep imports but its error types."""
 
 from __future__ import annotations
 
@@ -236,3 +236,20 @@ def check_folder(folder: Path, kind: str, allowed: tuple[str, ...] = (), legacy:
     if found != kind:
         raise RunError(f"{folder}: holds a remedysweep {found} folder, not a {kind} one; choose another --out")
     return True
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with a clear message, if results could not be written there
+    (the nearest folder that exists must be writable, with 20 MiB free)."""
+    import shutil
+
+    from remedysweep.errors import RunError
+
+    probe_dir = Path(path)
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise RunError(f"{path}: cannot write there (permission denied)")
+    usage = shutil.disk_usage(probe_dir)
+    if usage.free < 20 * 1024 * 1024:
+        raise RunError(f"{path}: only {usage.free // 1024} KiB free on that disk; at least 20 MiB needed")

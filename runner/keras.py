@@ -59,6 +59,8 @@ class Watch(keras.callbacks.Callback):
         super().__init__()
         from remedysweep.engine.symptoms import SYMPTOMS
 
+        if isinstance(stop_on, str):  # stop_on="collapsed": one name, not its letters
+            stop_on = (stop_on,)
         unknown = [s for s in stop_on if s not in SYMPTOMS]
         if unknown:
             raise ValueError(f"stop_on: unknown symptom(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(SYMPTOMS))}")

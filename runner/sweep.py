@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError
-from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, folder_kind, mark_folder
+from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
@@ -135,18 +135,6 @@ def _storage_label(spec: StorageSpec, out: Path) -> str:
     if spec.is_journal and spec.journal_path.parent == out.resolve() and spec.journal_path.name == JOURNAL_FILE:
         return "journal:" + JOURNAL_FILE
     return spec.display()
-
-
-def check_writable(path: Path) -> None:
-    """Fail early, with a clear message, if results could not be written."""
-    probe_dir = path
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise RunError(f"{path}: cannot write there (permission denied)")
-    usage = shutil.disk_usage(probe_dir)
-    if usage.free < 20 * 1024 * 1024:
-        raise RunError(f"{path}: only {usage.free // 1024} KiB free on that disk; at least 20 MiB needed")
 
 
 def prepare(sweep_path: str | Path, out: str | Path | None, storage_url: str | None, *, force: bool = False,

@@ -156,6 +156,46 @@ def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | N
     return _FORK_SERVER.run([str(a) for a in args], timeout, cwd)
 
 
+def reset_process_state() -> None:
+    """What one command leaves behind in its process, undone, so that the next
+    in-process command starts as a fresh process would: the URL secrets it
+    remembered, the user modules it imported (a user's edited file must be read
+    again), and the interrupt flag."""
+    from remedysweep.engine import queue
+    from remedysweep.sweep import INTERRUPTED
+
+    queue._SECRETS.clear()
+    INTERRUPTED.clear()
+    for name in [m for m in sys.modules if m.startswith(("remedysweep_user_", "remedysweep_local_plugin_"))]:
+        del sys.modules[name]
+
+
+def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The command line in this process (``main([...])``), for promises that are
+    not about processes: one-line refusals, listings, reports, dry runs. Its
+    output and exit code as :func:`cli` gives them; argparse's exits included."""
+    import contextlib
+    import io
+
+    from remedysweep.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = os.getcwd()
+    reset_process_state()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main([str(a) for a in args])
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        os.chdir(before)
+        reset_process_state()
+    return subprocess.CompletedProcess(["remedysweep", *map(str, args)], rc, out.getvalue(), err.getvalue())
+
+
 def need(tool: str, what: str) -> str:
     """The path of an external tool, skipping the test where it is missing
     (failing instead under CI, whose .ci/run installs it)."""

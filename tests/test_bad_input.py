@@ -16,18 +16,14 @@ from hypothesis import strategies as hs
 from remedysweep.cli import main
 
 from conftest import cli
+from conftest import run_main as in_process
 
 CORPUS = sorted((Path(__file__).parent / "bad_sweeps").glob("*.toml"))
 
 
 def run_main(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(args))
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+    r = in_process(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def test_corpus_is_large_enough():

@@ -102,6 +102,30 @@ def test_bad_doctor_input_is_one_line(tmp_path: Path):
         assert not (tmp_path / data).exists()
 
 
+def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):
+    """A plugin that is missing or cannot import, and an --out doctor cannot
+    write, are one line before anything trains; --budget 0 says nothing was tried."""
+    import os
+
+    from conftest import run_main
+
+    base = ("doctor", "--model", f"{ZOO}:softmax_sparse", "--data", f"{ZOO}:digits_int", "--epochs", "2", "--seeds", "1")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_anywhere\n")
+    for plugin, needle in ((tmp_path / "missing.py", "not found"), (broken, "no_such_module_anywhere")):
+        r = run_main(*base, "--plugin", str(plugin), "--out", str(tmp_path / "d"))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr and "--plugin" in r.stderr, r.stderr
+        assert not (tmp_path / "d").exists()
+    v = doctor("softmax_twice", "digits_int", epochs=2, seeds=1, budget=0)
+    assert v["recommendation"] is None and "nothing was tried" in v["conclusion"], v["conclusion"]
+    from test_bad_input import tmpfs
+
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:  # a read-only file system: root cannot write there either
+        r = run_main(*base, "--out", str(ro / "d"))
+        assert r.returncode == 2 and "cannot write there" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "baseline" not in r.stdout and not any(ro.iterdir())  # refused before anything trained
+
+
 def test_saved_keras_model_and_npz_data(tmp_path: Path):
     from remedysweep.engine.runtime import configure_tensorflow
 

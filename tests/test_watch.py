@@ -86,6 +86,7 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
     assert len(h.history["loss"]) < 10
     with pytest.raises(ValueError, match="unknown symptom"):
         Watch(tmp_path / "x", stop_on=("nope",))
+    assert Watch(tmp_path / "y", stop_on="collapsed").stop_on == ("collapsed",)  # one name, not its letters
     keras.utils.set_random_seed(0)
     model = zoo.softmax_sparse()
     with pytest.warns(RuntimeWarning, match="stopped watching"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from remedysweep.errors import SweepError
-from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder, read_limited
+from remedysweep.files import atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_limited
 
 from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
 
@@ -175,8 +175,13 @@ def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, s
     same remedies instead of the targeted search (for comparisons);
     ``pack=False`` trains every run alone."""
     check_sizes(epochs, seeds, budget)
-    if out is not None:
+    if out is not None:  # what `run` checks before anything trains
         check_doctor_folder(Path(out))
+        check_writable(Path(out))
+    if plugins:
+        from remedysweep.engine.config import check_plugins
+
+        check_plugins("--plugin", None, tuple(str(Path(p).resolve()) for p in plugins))
     doctor = Doctor(model, data, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo,
                     out=Path(out) if out is not None else None, strategy=strategy, pack=pack)
     verdict = doctor.run()

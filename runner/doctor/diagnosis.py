@@ -271,6 +271,8 @@ class Doctor:
         elif best_any is not None:
             out["conclusion"] = (f"no change tried did better than your model (best: {best_any.label}, median "
                                  f"{median(best_any.summary):.3f} against {median(base):.3f})")
+        elif self.budget == 0:
+            out["conclusion"] = "nothing was tried: the search's budget is 0 runs (give --budget to search for a fix)"
         else:
             out["conclusion"] = "no remedy applies to these symptoms"
         return out

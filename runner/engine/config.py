@@ -375,6 +375,20 @@ def _fraction(file: str, key: str, value: float) -> None:
         raise SweepError(file, key, f"must be between 0 and 1, got {value!r}")
 
 
+def check_plugins(file: str, key: str | None, plugins: tuple[str, ...], registry: Registry | None = None) -> Registry:
+    """The registry with these plugin files; a plugin file that is missing or
+    cannot load is a :class:`SweepError` naming ``file`` and ``key``."""
+    for p in plugins:
+        if not Path(p).is_file():
+            raise SweepError(file, key, f"plugin file {p} not found")
+    if registry is None or plugins:
+        registry = discover(plugin_files=plugins)
+    for err in registry.errors:
+        if err.source.startswith("file ") and any(err.source == f"file {p}" for p in plugins):
+            raise SweepError(file, key, str(err))
+    return registry
+
+
 def load_sweep(path: str | Path, registry: Registry | None = None, extra_plugins: tuple[str, ...] = ()) -> tuple[Sweep, Registry]:
     """Read and validate a sweep file. Raises :class:`SweepError`; writes nothing."""
     path = Path(path)
@@ -523,14 +537,7 @@ def parse_sweep(
     if not isinstance(plugins_raw, list) or not all(isinstance(p, str) for p in plugins_raw):
         raise SweepError(file, "plugins", "must be a list of paths to Python files")
     plugins = tuple(_resolve(base_dir, p) for p in plugins_raw) + tuple(str(Path(p).resolve()) for p in extra_plugins)
-    for p in plugins:
-        if not Path(p).is_file():
-            raise SweepError(file, "plugins", f"plugin file {p} not found")
-    if registry is None or plugins:
-        registry = discover(plugin_files=plugins)
-    for err in registry.errors:
-        if err.source.startswith("file ") and any(err.source == f"file {p}" for p in plugins):
-            raise SweepError(file, "plugins", str(err))
+    registry = check_plugins(file, "plugins", plugins, registry)
 
     model = _parse_model(file, raw, base_dir)
     data = _parse_data(file, raw, base_dir, model)
