@@ -172,7 +172,7 @@ class GraphPack:
                 if on:
                     r.model.reset_metrics()
             orders = tf.constant(np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs]))
-            cuts = [0, *(recorders[0].probe_steps if epoch < recorders[0].probe_epochs else []), self.steps]
+            cuts = recorders[0].schedule.cuts(epoch)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 self._train_range(orders, tf.constant(a), tf.constant(b), active)
                 if b < self.steps:

@@ -148,10 +148,8 @@ def _callbacks(recorder: Recorder, probe: Any, accuracy: Any) -> tuple[Any, Any]
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             before, self.step = self.step, batch + 1
-            for s in recorder.probe_steps:
-                if before < s <= self.step:
-                    recorder.add_probe(self.epoch, self.step, accuracy())
-                    break
+            if recorder.schedule.crossed(self.epoch, before, self.step):
+                recorder.add_probe(self.epoch, self.step, accuracy())
 
     return Record(), EarlyProbe()
 

@@ -397,8 +397,7 @@ class PackedTrainer:
         import tensorflow as tf
 
         epochs = self.sweep.training.epochs
-        steps = recorders[0].probe_steps
-        probe_epochs = recorders[0].probe_epochs
+        schedule = recorders[0].schedule
         y_true = self.data.y_train
         t0 = time.perf_counter()
         for epoch in range(epochs):
@@ -408,7 +407,7 @@ class PackedTrainer:
             x_epoch = tf.gather(self.x_train, order_t)  # one gather per epoch: [S, n, in]
             y_epoch = tf.gather(self.y_train, order_t, batch_dims=1)
             t_epoch = tf.constant(y_true[order].astype("int32"))
-            cuts = [0, *(steps if epoch < probe_epochs else []), self.steps]
+            cuts = schedule.cuts(epoch)
             loss_sum, correct, seen = tf.zeros([self.S]), tf.zeros([self.S]), 0.0
             for a, b in zip(cuts[:-1], cuts[1:]):
                 ls, cs, sn = self._train_range(x_epoch, y_epoch, t_epoch, tf.constant(a), tf.constant(b))

@@ -13,6 +13,7 @@ trainer one slice per run of its pack.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .result import DIAGNOSTIC_KEYS, RunOutcome, RunResult, Thresholds, classify, oscillations, should_stop
@@ -33,6 +34,33 @@ def probe_steps(steps_per_epoch: int, n: int) -> list[int]:
     return sorted({max(1, round(steps_per_epoch ** (k / n))) for k in range(n)} - {steps_per_epoch})
 
 
+@dataclass(frozen=True)
+class ProbeSchedule:
+    """Where in an epoch the probe accuracy is read, for every trainer and Watch:
+    after each of ``steps`` in the first ``epochs`` epochs (:func:`probe_steps`)."""
+
+    steps: tuple[int, ...]
+    epochs: int
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, steps_per_epoch: int, training: Any) -> "ProbeSchedule":
+        """The schedule a sweep's ``[training]`` asks for (``early_probes``, ``early_probe_epochs``)."""
+        steps = tuple(probe_steps(steps_per_epoch, training.early_probes))
+        return cls(steps, min(training.early_probe_epochs, training.epochs) if steps else 0, steps_per_epoch)
+
+    def cuts(self, epoch: int) -> list[int]:
+        """Step boundaries of epoch ``epoch`` (0-based): train from one to the
+        next, reading the probe at each inner boundary."""
+        return [0, *(self.steps if epoch < self.epochs else ()), self.steps_per_epoch]
+
+    def crossed(self, epoch: int, before: int, after: int) -> bool:
+        """Whether a probe step lies in ``(before, after]`` of epoch ``epoch``:
+        for a loop that learns its step count only after a batch (or several,
+        with ``steps_per_execution``)."""
+        return epoch < self.epochs and any(before < s <= after for s in self.steps)
+
+
 class Recorder:
     """The record of one run while it trains.
 
@@ -46,8 +74,7 @@ class Recorder:
         self.thresholds = Thresholds.of(chance, sweep.outcome)
         self.early_stop = sweep.early_stop.enabled if early_stop is None else early_stop
         self.steps_per_epoch = steps_per_epoch
-        self.probe_steps = probe_steps(steps_per_epoch, sweep.training.early_probes)
-        self.probe_epochs = min(sweep.training.early_probe_epochs, sweep.training.epochs) if self.probe_steps else 0
+        self.schedule = ProbeSchedule.of(steps_per_epoch, sweep.training)
         keys = ("loss", "accuracy", "val_loss", "val_accuracy", *DIAGNOSTIC_KEYS, *extra_curves, "nonfinite")
         self.curves: dict[str, list[float]] = {k: [] for k in dict.fromkeys(keys)}
         self.dead_by_layer: list[list[float]] = []
@@ -55,6 +82,10 @@ class Recorder:
         self.nonfinite_epoch: int | None = None
         self.early_stopped = False
         self.stopped = False
+
+    @property
+    def probe_epochs(self) -> int:
+        return self.schedule.epochs
 
     @property
     def epochs_run(self) -> int:
