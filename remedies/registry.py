@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from remedysweep.errors import one_line
 from remedysweep.files import quiet_stderr
 
 from .base import AS_BUILT, PLAN_FIELDS, TRANSFORM, Categorical, FloatRange, IntRange, Remedy
@@ -84,7 +85,7 @@ class Registry:
         try:
             remedy = obj() if inspect.isclass(obj) else obj
         except Exception as exc:  # a plugin's constructor is user code
-            self.errors.append(PluginError(plugin, source, f"could not be instantiated: {_one_line(exc)}"))
+            self.errors.append(PluginError(plugin, source, f"could not be instantiated: {one_line(exc, 2000)}"))
             return
         problem = check_remedy(remedy)
         if problem:
@@ -129,7 +130,7 @@ class Registry:
                 spec.loader.exec_module(module)
         except BaseException as exc:  # SystemExit included: a plugin must not end the host
             sys.modules.pop(module_name, None)
-            self.errors.append(PluginError(path.stem, source, f"failed to import: {_one_line(exc)}"))
+            self.errors.append(PluginError(path.stem, source, f"failed to import: {one_line(exc, 2000)}"))
             return
         found = [
             obj
@@ -203,7 +204,7 @@ def discover(plugin_files: Iterable[str | Path] = (), entry_points: bool = True)
                 with quiet_stderr():
                     obj = ep.load()
             except BaseException as exc:
-                registry.errors.append(PluginError(ep.name, f"package {dist}", f"failed to import {ep.value}: {_one_line(exc)}"))
+                registry.errors.append(PluginError(ep.name, f"package {dist}", f"failed to import {ep.value}: {one_line(exc, 2000)}"))
                 continue
             registry.add(obj, ep.name, f"package {source}" if "built-in" not in source else source, identity=f"package {dist}")
     for path in plugin_files:
@@ -211,6 +212,3 @@ def discover(plugin_files: Iterable[str | Path] = (), entry_points: bool = True)
     return registry
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from remedysweep.engine.folder import CURVES_CSV, FORMULA_START, PROBES_CSV, SWEEP_FILE, TRIALS_CSV, neutralize_formulas  # noqa: F401
 from remedysweep.engine.result import AT_CHANCE, OUTCOMES
-from remedysweep.errors import RunError
+from remedysweep.errors import RunError, one_line
 
 OUTCOME_ORDER = OUTCOMES
 BAD_OUTCOMES = AT_CHANCE
@@ -71,16 +72,6 @@ class RunData:
 
 #: Cells a spreadsheet would run as a formula start with one of these; remedysweep
 #: writes such text cells with a leading apostrophe and reads them back without it.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that start like a formula get a leading apostrophe (CSV injection)."""
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
-    return out
 
 
 def _restore_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,14 +108,14 @@ def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (pd.errors.ParserError, ValueError) as exc:
-        raise ReportError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+        raise ReportError(f"{path}: cannot be read as CSV ({one_line(exc, 200, with_type=False)})") from None
 
 
 def load_run(path: str | Path) -> RunData:
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: not a run folder")
-    sweep_file = path / "sweep.json"
+    sweep_file = path / SWEEP_FILE
     if not sweep_file.exists():
         raise ReportError(f"{path}: no sweep.json, so not a remedysweep run folder")
     try:
@@ -132,21 +123,21 @@ def load_run(path: str | Path) -> RunData:
         knobs = [str(k["name"]) for k in sweep.get("knobs", [])]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ReportError(f"{sweep_file}: unreadable ({type(exc).__name__})") from None
-    trials = _read_csv(path / "trials.csv")
+    trials = _read_csv(path / TRIALS_CSV)
     if trials.empty:
         trials = pd.DataFrame(columns=["trial_number", "config_id", *knobs, "seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds"])
     missing = [c for c in ("outcome", "config_id", "seed", "final_val_accuracy") if c not in trials]
     if missing:
-        raise ReportError(f"{path / 'trials.csv'}: lacks column(s) {', '.join(missing)}; not a remedysweep trials.csv")
+        raise ReportError(f"{path / TRIALS_CSV}: lacks column(s) {', '.join(missing)}; not a remedysweep trials.csv")
     bad = trials[~trials["outcome"].isin(OUTCOMES)]
     if len(bad):
         line = int(bad.index[0]) + 2
-        raise ReportError(f"{path / 'trials.csv'}: line {line}: unknown outcome {str(bad['outcome'].iloc[0])[:40]!r}; allowed: {', '.join(OUTCOMES)}")
+        raise ReportError(f"{path / TRIALS_CSV}: line {line}: unknown outcome {str(bad['outcome'].iloc[0])[:40]!r}; allowed: {', '.join(OUTCOMES)}")
     for col in ("final_val_accuracy", "peak_val_accuracy"):
         if col in trials:
             trials[col] = pd.to_numeric(trials[col], errors="coerce")
     trials.attrs["knobs"] = knobs
-    return RunData(path, sweep, trials, _read_csv(path / "curves.csv"), _read_csv(path / "early_probes.csv"), knobs)
+    return RunData(path, sweep, trials, _read_csv(path / CURVES_CSV), _read_csv(path / PROBES_CSV), knobs)
 
 
 # ----------------------------------------------------------------------------

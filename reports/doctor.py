@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from remedysweep.engine.folder import CURVES_CSV
+
 from . import plots
 from .render import GENERATOR, env, svg
 
@@ -14,7 +16,7 @@ def render_doctor(verdict: dict[str, Any], folder: Path | None = None) -> str:
     figs = []
     if verdict.get("baseline_curves"):
         series = {"your model": verdict["baseline_curves"]}
-        if folder is not None and (folder / "curves.csv").exists():
+        if folder is not None and (folder / CURVES_CSV).exists():
             series = _curves_from_folder(folder, verdict) or series
         figs.append(svg(plots.curve_groups({k: v for k, v in series.items() if v}, verdict.get("chance", 0.1))))
     files = [p.name for p in sorted(folder.iterdir())] if folder is not None and folder.exists() else []

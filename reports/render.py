@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, TRIAL_COLUMNS, clean_json
-from remedysweep.errors import RunError
+from remedysweep.errors import RunError, one_line
 from remedysweep.files import atomic_write
 
 from . import analysis as an
@@ -106,7 +106,7 @@ def _remedy_sections(run: an.RunData, registry: Any) -> list[Any]:
             section = registry[k].report_section(run.trials, run.curves)
         except Exception as exc:  # a plugin's section is its own code: it must not cost the report
             section = None
-            sections.append({"title": f"{k}: its report section failed", "paragraphs": [f"{type(exc).__name__}: {exc}"], "table": []})
+            sections.append({"title": f"{k}: its report section failed", "paragraphs": [one_line(exc, 2000)], "table": []})
         if section is not None:
             sections.append({"title": section.title, "paragraphs": list(section.paragraphs), "table": [list(r) for r in section.table]})
     return sections

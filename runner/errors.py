@@ -6,6 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(exc: BaseException, limit: int = 300, *, with_type: bool = True) -> str:
+    """An exception as one line: ``Type: the first line of its message`` (at
+    most ``limit`` characters of it); with ``with_type=False`` the message alone,
+    or the type's name when there is none. Every place that turns an exception
+    into a line of output uses this."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:limit] if lines else ""
+    if not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class UserError(Exception):
     """Input the user can fix: one line, exit 2, nothing written."""
 

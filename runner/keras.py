@@ -33,13 +33,15 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from remedysweep.engine.folder import CURVES_CSV, PROBES_CSV, SWEEP_FILE, TRIALS_CSV
+from remedysweep.errors import one_line
 from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
 
 FOLDER_KIND = "watch"
 #: The run folder is rewritten when a symptom appears, at the end, and otherwise
 #: at most this often (seconds) while training goes on.
 WRITE_EVERY_S = 2.0
-WATCH_FILES = ("trials.csv", "curves.csv", "early_probes.csv", "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz", "sweep.json")
+WATCH_FILES = (TRIALS_CSV, CURVES_CSV, PROBES_CSV, SWEEP_FILE, "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz")
 
 
 class Watch(keras.callbacks.Callback):
@@ -88,7 +90,7 @@ class Watch(keras.callbacks.Callback):
         try:
             fn(*args)
         except Exception as exc:  # its own failure: one warning, then it steps aside
-            self.broken = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            self.broken = one_line(exc)
             warnings.warn(f"remedysweep Watch stopped watching at {step}: {self.broken}", RuntimeWarning, stacklevel=2)
 
     def on_train_begin(self, logs: Any = None) -> None:
@@ -158,12 +160,8 @@ class Watch(keras.callbacks.Callback):
     def _probe_step(self, batch: int) -> None:
         before, self._step = self._step, batch + 1
         rec = self.recorder
-        if self.probe is None or rec is None or self._epoch >= rec.probe_epochs:
-            return
-        for s in rec.probe_steps:
-            if before < s <= self._step:
-                rec.add_probe(self._epoch, self._step, self.probe[1]())
-                break
+        if self.probe is not None and rec is not None and rec.schedule.crossed(self._epoch, before, self._step):
+            rec.add_probe(self._epoch, self._step, self.probe[1]())
 
     def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         rec = self.recorder
@@ -222,11 +220,11 @@ class Watch(keras.callbacks.Callback):
         self._written = time.perf_counter()
         from remedysweep.engine import result as schema
 
-        trials = pd.DataFrame([schema.trial_row(0, "watch", {}, 0, result)])
-        atomic_write(self.out / "trials.csv", trials.to_csv(index=False))
-        atomic_write(self.out / "curves.csv", pd.DataFrame(list(schema.curve_rows(0, "watch", 0, result))).to_csv(index=False))
-        atomic_write(self.out / "early_probes.csv",
-                     pd.DataFrame(list(schema.probe_rows(0, "watch", 0, result)), columns=list(schema.PROBE_COLUMN_NAMES)).to_csv(index=False))
+        from remedysweep.engine.folder import write_frames
+
+        write_frames(self.out, pd.DataFrame([schema.trial_row(0, "watch", {}, 0, result)]),
+                     pd.DataFrame(list(schema.curve_rows(0, "watch", 0, result))),
+                     pd.DataFrame(list(schema.probe_rows(0, "watch", 0, result)), columns=list(schema.PROBE_COLUMN_NAMES)))
         self._write_meta()
         if final:
             from remedysweep.reports.watch import render_watch
@@ -240,7 +238,7 @@ class Watch(keras.callbacks.Callback):
         try:
             self._scalars(epoch, d)
         except Exception as exc:  # TensorBoard missing or failing: only its part stops
-            warnings.warn(f"remedysweep Watch: no TensorBoard scalars ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"remedysweep Watch: no TensorBoard scalars ({one_line(exc)})", RuntimeWarning, stacklevel=2)
             self.tensorboard = None
 
     def _scalars(self, epoch: int, d: dict[str, Any]) -> None:

@@ -28,17 +28,10 @@ from .engine.config import Sweep, config_id, load_sweep, sweep_difference
 from .engine.queue import RunQueue, StorageLost, StorageSpec, check_journal, is_storage_loss, loss_reason, parse_storage, redact_text
 from .engine.runtime import threads_per_worker
 
-RUN_FILE = "run.json"
-SWEEP_FILE = "sweep.json"
-JOURNAL_FILE = "study.journal"
-LOCK_FILE = ".remedysweep.lock"
-TRIALS_CSV = "trials.csv"
-CURVES_CSV = "curves.csv"
-PROBES_CSV = "early_probes.csv"
-REPORT_HTML = "report.html"
-FINDINGS_JSON = "findings.json"
-RUN_FOLDER_FILES = (JOURNAL_FILE, JOURNAL_FILE + ".lock", JOURNAL_FILE + ".queue.lock", TRIALS_CSV, CURVES_CSV, PROBES_CSV,
-                    REPORT_HTML, FINDINGS_JSON, RUN_FILE, SWEEP_FILE)
+from .engine.folder import (  # noqa: F401 (the run folder's names, re-exported for the sweep's callers)
+    CURVES_CSV, FINDINGS_JSON, JOURNAL_FILE, LOCK_FILE, PROBES_CSV, REPORT_HTML, RUN_FILE, RUN_FOLDER_FILES, SWEEP_FILE, TRIALS_CSV,
+    export, results_frames,
+)
 #: What marks a folder as a sweep's run folder (see remedysweep.files.check_folder).
 FOLDER_KIND = "sweep"
 
@@ -530,32 +523,6 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
 # ----------------------------------------------------------------------------
 # Export
 # ----------------------------------------------------------------------------
-
-
-def results_frames(queue: RunQueue) -> tuple[Any, Any, Any]:
-    """trials, curves and early-probe DataFrames of the counted runs."""
-    import pandas as pd
-
-    trials, curves, probes = [], [], []
-    facts: dict[str, None] = {}
-    for run in queue.results():
-        cid = config_id(run.knobs)
-        trials.append(schema.trial_row(run.number, cid, run.knobs, run.seed, run.result))
-        facts.update(dict.fromkeys(run.result.facts))
-        curves += list(schema.curve_rows(run.number, cid, run.seed, run.result))
-        probes += list(schema.probe_rows(run.number, cid, run.seed, run.result))
-    columns = schema.trial_columns(queue.sweep.knob_names, [f for f in facts if not f.startswith("input_") and f != "relu_family"])
-    trials_df = pd.DataFrame(trials).reindex(columns=columns)
-    return trials_df, pd.DataFrame(curves), pd.DataFrame(probes, columns=list(schema.PROBE_COLUMN_NAMES))
-
-
-def export(queue: RunQueue, out_dir: Path) -> None:
-    from remedysweep.reports.analysis import neutralize_formulas
-
-    trials, curves, probes = results_frames(queue)
-    atomic_write(out_dir / TRIALS_CSV, neutralize_formulas(trials).to_csv(index=False))
-    atomic_write(out_dir / CURVES_CSV, curves.to_csv(index=False))
-    atomic_write(out_dir / PROBES_CSV, probes.to_csv(index=False))
 
 
 def join_as_worker(storage_url: str, study_name: str, *, workers: int = 1, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[int, int]:

@@ -165,13 +165,13 @@ def check_values_round_trip(remedy: Remedy) -> None:
 
     from .engine.queue import RunQueue, StorageSpec
     from .engine.result import RunOutcome, RunResult
-    from .sweep import results_frames
+    from .engine.folder import JOURNAL_FILE, TRIALS_CSV, results_frames
 
     values = sample_values(remedy)
     sweep = _tiny_sweep(remedy, values)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        queue = RunQueue.create(StorageSpec.journal(Path(tmp) / "study.journal"), sweep, "contract")
+        queue = RunQueue.create(StorageSpec.journal(Path(tmp) / JOURNAL_FILE), sweep, "contract")
         for v in values:
             queue.record({remedy.name: v}, 0, RunResult(RunOutcome.HEALTHY, 0.5, 0.5, 1, 0.1, 1 / 3))
         reread = RunQueue.open(queue.spec, sweep.name)
@@ -179,7 +179,7 @@ def check_values_round_trip(remedy: Remedy) -> None:
             got = run.knobs[remedy.name]
             assert any(type(got) is type(v) and got == v for v in values), f"{remedy.name}: {got!r} came back from the storage changed"
         trials, _, _ = results_frames(reread)
-        csv = Path(tmp) / "trials.csv"
+        csv = Path(tmp) / TRIALS_CSV
         trials.to_csv(csv, index=False)
         back = pd.read_csv(csv, keep_default_na=False, na_values=[""])[remedy.name].tolist()
     for v, b in zip(values, back):

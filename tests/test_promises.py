@@ -376,3 +376,55 @@ def test_escape_sequences_never_reach_the_terminal_and_formulas_never_start_a_ce
     import remedysweep as rs
 
     assert set(rs.load_results(out).trials["formula"]) == {"=cmd()", "+1", "-x", "@sum"}
+
+
+def test_a_pickle_beside_a_keras_file_runs_only_where_remedysweep_saved_code(tmp_path: Path):
+    """custom_objects.pkl beside a downloaded .keras file, or beside a link to it
+    in a folder Watch marked, is never unpickled: the model loads with Keras's
+    safe mode instead (in process: the promise is about files, not processes)."""
+    import pickle
+
+    import keras
+
+    from conftest import run_main
+    from remedysweep.engine.saved import CODE_FOLDER_KIND
+    from remedysweep.files import mark_folder
+
+    flag = tmp_path / "the-pickle-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(flag), "w"))
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(downloads / "model.keras")
+    (downloads / "custom_objects.pkl").write_bytes(pickle.dumps({"objects": {}, "compile": Payload()}))
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=rng.normal(size=(96, 8)).astype("float32"), y_train=np.arange(96) % 4,
+             x_val=rng.normal(size=(32, 8)).astype("float32"), y_val=np.arange(32) % 4)
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    mark_folder(watched, CODE_FOLDER_KIND)
+    (watched / "model.keras").symlink_to(downloads / "model.keras")
+    (watched / "custom_objects.pkl").symlink_to(downloads / "custom_objects.pkl")
+    for folder in (downloads, watched):
+        sweep = tmp_path / f"{folder.name}.toml"
+        sweep.write_text(textwrap.dedent(f"""
+            name = "{folder.name}"
+            seeds = [0]
+            [data]
+            path = "{data}"
+            [model]
+            path = "{folder / 'model.keras'}"
+            [knobs]
+            learning_rate = [0.01]
+        """))
+        r = run_main("run", str(sweep), "--dry-run")
+        assert r.returncode == 0, r.stderr
+        assert not flag.exists(), f"the pickle beside {folder.name}/model.keras was run"

@@ -153,6 +153,9 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
         raw = ((x, y), tuple(validation_data)[:2])
     ds = dataset_from_arrays("data", raw, "<diagnose_model>", "x")
     with tempfile.TemporaryDirectory(prefix="remedysweep-model-") as tmp:
+        from remedysweep.engine.saved import CODE_FOLDER_KIND
+
+        mark_folder(Path(tmp), CODE_FOLDER_KIND)  # this process saved the model's code here: it may load it again
         saved = save_with_data(model, Path(tmp), ds)
         if saved.get("model") is None:
             raise SweepError("<diagnose_model>", "model", f"the model cannot be saved to train it again: {saved.get('model_problem')}; "
@@ -218,7 +221,7 @@ def write_doctor_report(verdict: dict[str, Any], out: Path) -> Path:
     if folder_kind(out) is None:
         mark_folder(out, FOLDER_KIND)
     if doctor is not None and getattr(doctor, "queue", None) is not None and doctor.out == out:
-        from remedysweep.sweep import SWEEP_FILE, export
+        from remedysweep.engine.folder import SWEEP_FILE, export
 
         export(doctor.queue, out)
         atomic_write(out / SWEEP_FILE, json.dumps({"fingerprint": doctor.study_sweep.fingerprint(), "sweep": doctor.study_sweep.to_dict()}, indent=2))

@@ -34,7 +34,8 @@ from typing import Any, Callable
 from remedysweep.remedies import AS_BUILT
 
 from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make_sweep
-from remedysweep.engine.result import RunResult
+from remedysweep.engine.folder import JOURNAL_FILE, JOURNAL_FILES
+from remedysweep.engine.result import RunResult, Thresholds
 from remedysweep.engine.symptoms import STATIC_FAULTS, SYMPTOMS, model_symptoms
 
 from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select
@@ -284,7 +285,7 @@ class Doctor:
         better (or, for inputs it cannot read, the model fits its training data
         without anything generalizing)."""
         chance = setup.data.chance
-        rise = chance + setup.sweep.outcome.rise_margin * (1 - chance)
+        rise = Thresholds.of(chance, setup.sweep.outcome).rise
         tried = [baseline, *log.candidates]
         if any(median(c.summary) >= rise for c in tried):
             return None
@@ -342,10 +343,10 @@ class Doctor:
         self.out.mkdir(parents=True, exist_ok=True)
         if folder_kind(self.out) is None:
             mark_folder(self.out, "doctor")  # checked before anything ran: new, empty, or doctor's own
-        for name in ("study.journal", "study.journal.lock", "study.journal.queue.lock"):
+        for name in JOURNAL_FILES:
             (self.out / name).unlink(missing_ok=True)
         self.study_sweep = sweep
-        self.queue = RunQueue.create(StorageSpec.journal(self.out / "study.journal"), sweep, __version__)
+        self.queue = RunQueue.create(StorageSpec.journal(self.out / JOURNAL_FILE), sweep, __version__)
 
     def _record(self, knobs: dict[str, Any], results: list[RunResult], seeds: Any) -> None:
         """Store runs trained here in the study, ``as_built`` for the knobs they leave alone."""

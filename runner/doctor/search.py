@@ -15,6 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from remedysweep.errors import one_line
 from remedysweep.remedies import RemedyConflict
 
 from .evidence import Candidate, median, rank_key
@@ -73,7 +74,7 @@ class Search:
             except RemedyConflict as exc:
                 self._applicable[key] = str(exc)
             except Exception as exc:
-                self._applicable[key] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                self._applicable[key] = one_line(exc, with_type=False)
         return self._applicable[key]
 
     # -- the space -----------------------------------------------------------------
@@ -239,7 +240,5 @@ class Search:
 def _score(c: Candidate) -> float:
     """The exploration's objective: mean final accuracy over seeds, a run at
     chance (or failed) counting as chance."""
-    chance = c.results[0].chance if c.results else 0.0
-    values = [chance if (r.outcome.at_chance or r.outcome.value == "failed" or r.final_val_accuracy != r.final_val_accuracy)
-              else r.final_val_accuracy for r in c.results]
+    values = [r.score for r in c.results]
     return float(sum(values) / len(values)) if values else 0.0

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from remedysweep.errors import SweepError
+from remedysweep.errors import SweepError, one_line
 from remedysweep.files import file_digest, not_a_file, read_limited
 from remedysweep.remedies import AS_BUILT, Categorical, FloatRange, IntRange, Registry, RemedyConflict, TrialPlan, discover, same_value
 
@@ -746,7 +746,7 @@ def check_conflicts(sweep: Sweep, registry: Registry, limit: int = 20_000) -> No
                 raise SweepError(sweep.source, f"knobs.{exc.remedies[1]}", f"conflicts with knob '{exc.remedies[0]}' at {config}: {exc}; "
                                  "sweep one of them, or fix the other to a value that sets nothing") from None
             except Exception as exc:  # a plugin hook is user code
-                raise SweepError(sweep.source, "knobs", f"a remedy hook failed for {config}: {type(exc).__name__}: {exc}") from None
+                raise SweepError(sweep.source, "knobs", f"a remedy hook failed for {config}: {one_line(exc, 2000)}") from None
 
 
 def make_sweep(name: str, *, model: ModelSpec, data: DataSpec, knobs: Mapping[str, tuple[Any, ...]] = {},

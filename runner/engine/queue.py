@@ -32,7 +32,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from remedysweep.errors import RunError, StorageError
+from remedysweep.errors import RunError, StorageError, one_line
 from remedysweep.files import FileLock, LockHeld, not_a_file
 
 from .config import KnobSpec, Sweep, config_id, run_key
@@ -168,13 +168,11 @@ def loss_reason(exc: BaseException) -> str:
     while (exc.__cause__ or exc.__context__) is not None and seen < 10:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
         seen += 1
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return one_line(exc, 200, with_type=False)
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return one_line(exc, 2000)
 
 
 # ----------------------------------------------------------------------------
@@ -917,9 +915,7 @@ def objective_values(sweep: Sweep, result: RunResult) -> list[float] | None:
     as its peak. ``None`` for a failed run (Optuna FAIL)."""
     if result.outcome is RunOutcome.FAILED:
         return None
-    score = result.final_val_accuracy
-    if result.outcome.at_chance or not math.isfinite(score):
-        score = result.chance if math.isfinite(result.chance) else 0.0
+    score = result.score
     if sweep.sampler.objective == "accuracy_vs_time":
         return [score, result.train_seconds]
     if sweep.sampler.objective == "accuracy_vs_collapse":

@@ -174,6 +174,16 @@ class RunResult:
     path_note: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def score(self) -> float:
+        """The collapse-aware accuracy every search optimises: the final
+        validation accuracy, except that a run that ended at chance, failed or
+        is not finite scores as chance (0 where chance is unknown), not as its peak."""
+        score = self.final_val_accuracy
+        if self.outcome.at_chance or self.outcome is RunOutcome.FAILED or not math.isfinite(score):
+            score = self.chance if math.isfinite(self.chance) else 0.0
+        return float(score)
+
     @classmethod
     def failure(cls, message: str, chance: float = float("nan"), **extra: Any) -> "RunResult":
         return cls(RunOutcome.FAILED, float("nan"), float("nan"), 0, 0.0, chance, message=message[:2000], **extra)

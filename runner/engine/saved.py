@@ -220,19 +220,43 @@ def _storable(a: Any) -> Any:
     return a.astype(str) if a.dtype.kind == "O" else a
 
 
+#: The marker of a folder whose pickled code remedysweep itself wrote (Watch's run
+#: folder, or the folder ``diagnose_model`` saves a live model to).
+CODE_FOLDER_KIND = "watch"
+
+
+def code_beside(path: Path) -> Path | None:
+    """The pickled custom objects to load with ``path``, or ``None``: only a
+    regular file remedysweep wrote beside a ``model.keras`` that is itself no
+    symlink, in a folder whose marker says remedysweep saved code there. A
+    pickle beside any other ``.keras`` file (a download, a link into someone's
+    folder) is never run."""
+    from remedysweep.files import folder_kind
+
+    path = Path(path)
+    pkl = path.with_name(OBJECTS_FILE)
+    if path.is_symlink() or pkl.is_symlink() or not pkl.is_file():
+        return None
+    if folder_kind(path.parent) != CODE_FOLDER_KIND:
+        return None
+    return pkl
+
+
 def load(path: Path) -> Any:
-    """The saved model, compiled as the user compiled it, with the custom
-    objects saved beside it. Raises what Keras raises."""
+    """The saved model, compiled as the user compiled it. Its own classes and
+    functions load only from a folder remedysweep saved them to
+    (:func:`code_beside`); any other ``.keras`` file loads with Keras's safe mode
+    on. Raises what Keras raises."""
     import keras
 
     saved: dict[str, Any] = {}
-    pkl = Path(path).with_name(OBJECTS_FILE)
-    if pkl.is_file():
+    pkl = code_beside(Path(path))
+    if pkl is not None:
         with open(pkl, "rb") as f:
             saved = pickle.load(f)
     objects = saved.get("objects", {})
     settings = dict(saved.get("compile") or {})
-    safe = not pkl.is_file()  # Lambda layers and the user's own code load only from a folder that carries their code
+    safe = pkl is None  # Lambda layers and the user's own code load only from a folder that carries their code
     with keras.saving.custom_object_scope(objects):
         model = keras.saving.load_model(path, custom_objects=objects, compile=not settings, safe_mode=safe)
         if settings:
@@ -287,5 +311,6 @@ def _reinit_owner(owner: Any) -> None:
 
 
 def _line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"
+    from remedysweep.errors import one_line
+
+    return one_line(exc)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from remedysweep.errors import SweepError
+from remedysweep.errors import SweepError, one_line
 from remedysweep.files import available_memory, quiet_stderr
 
 from .config import DataSpec, ModelSpec, Sweep
@@ -71,9 +71,6 @@ def load_callable(spec: str, file: str, key: str) -> Callable[..., Any]:
     return fn
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from remedysweep.errors import one_line
 from remedysweep.remedies import ModelPlan
 
 
@@ -718,7 +719,7 @@ def rewrite(model: Any, plan: ModelPlan, input_shape: Any = None) -> Rewritten:
                 head = []
             return Rewritten(model, probabilities=bool(head) and head[-1] in ("softmax", "sigmoid"),
                              binary=int(functional.outputs[0].shape[-1]) == 1)
-        raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+        raise NotApplicable(f"rewriting the model to {_describe(wanted)} failed: {one_line(exc)}") from None
     c = rewriter.counts
     needs_hidden = [k for k in ("width", "min_width", "normalization", "kernel_constraint") if k in wanted]
     if needs_hidden and not c["hidden"]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from remedysweep.errors import one_line
+
 SYMPTOMS: dict[str, str] = {
     # from a run's curves
     "collapsed": "rose above chance, then fell back to chance and stayed there",
@@ -85,7 +87,7 @@ def suggested_changes(registry: Any, symptoms: Any, facts: Mapping[str, Any]) ->
                 values = list(remedy.suggest(visible, facts))
             except Exception as exc:
                 if tier == 0 or not roots:  # said once, however many tiers ask
-                    out.append((99, order, name, None, f"suggest() raised {type(exc).__name__}: {exc}"))
+                    out.append((99, order, name, None, f"suggest() raised {one_line(exc)}"))
                     order += 1
                 continue
             for v in values:
