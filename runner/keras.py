@@ -205,13 +205,21 @@ class Watch(keras.callbacks.Callback):
 
     # -- what it writes ------------------------------------------------------------------
 
-    def _write_meta(self) -> None:
+    def _write_meta(self, result: Any = None) -> None:
+        from remedysweep.engine.result import clean_json
         from remedysweep.version import __version__
 
         meta = {"written_by": "remedysweep", "version": __version__, "name": self.name, "chance": self.chance,
                 "fit": {k: v for k, v in (self.params or {}).items() if isinstance(v, (int, float, str, bool)) or v is None},
                 "doctor": self.saved, "probe": self.probe is not None, "stop_on": list(self.stop_on), "seen": self.seen,
                 "broken": self.broken}
+        if result is not None:  # what doctor --from replays, and what it must reproduce
+            steps = (self.params or {}).get("steps")
+            meta["watched"] = clean_json({"outcome": result.outcome.value, "final_val_accuracy": result.final_val_accuracy,
+                                          "peak_val_accuracy": result.peak_val_accuracy, "epochs_run": result.epochs_run,
+                                          "steps_per_epoch": steps if isinstance(steps, int) else None,
+                                          "train_rows_saved": (self.saved.get("rows") or {}).get("train"),
+                                          "train_data_given": self.train_data is not None})
         atomic_write(self.out / "watch.json", json.dumps(meta, indent=2, default=str))
 
     def _write(self, result: Any, final: bool = False) -> None:
@@ -225,7 +233,7 @@ class Watch(keras.callbacks.Callback):
         write_frames(self.out, pd.DataFrame([schema.trial_row(0, "watch", {}, 0, result)]),
                      pd.DataFrame(list(schema.curve_rows(0, "watch", 0, result))),
                      pd.DataFrame(list(schema.probe_rows(0, "watch", 0, result)), columns=list(schema.PROBE_COLUMN_NAMES)))
-        self._write_meta()
+        self._write_meta(result)
         if final:
             from remedysweep.reports.watch import render_watch
 

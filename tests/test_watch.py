@@ -116,6 +116,16 @@ def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsy
     assert "CategoricalCrossentropy(from_logits=True)" in html
     first = html.index("<code>loss=fused_logits</code>")  # the hand-written loss on probabilities is the cause: its remedy comes first
     assert first < html.index("<h2>Symptoms</h2>") and first < html.index("<code>learning_rate="), "the headline says what to try first"
+    # doctor --from on this folder (no train_data): it reproduces the collapse, or says it could not and why
+    assert meta["watched"]["outcome"] == "collapsed" and meta["watched"]["epochs_run"] == 12 and meta["watched"]["steps_per_epoch"] == 43
+    from remedysweep.doctor import diagnose_sources
+
+    lines = []
+    v = diagnose_sources(None, None, from_=out, seeds=2, budget=2, echo=lines.append)
+    assert v["epochs"] == 12 and "no change needed" not in v["conclusion"], v["conclusion"]
+    assert any("Watch was given no train_data" in line and "against the watched run's 43" in line for line in lines[:3]), lines[:3]
+    if v["baseline"]["at_chance"] == 0 and not v["baseline"]["degraded"]:
+        assert v["conclusion"].startswith("not reproduced: the run you watched ended collapsed") and "train_data=" in v["conclusion"]
 
 
 USERS_SCRIPT = '''

@@ -112,10 +112,13 @@ def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None 
         if model is not None:
             raise SweepError("--model", None, "give either --from FOLDER or --model, not both")
         model_spec, data_spec, meta = watched_sources(from_, data)
-        if epochs is None:
+        watched = meta.get("watched") if isinstance(meta.get("watched"), dict) else {}
+        if epochs is None:  # the epochs the watched run trained (EarlyStopping may have ended it early), else those it asked for
             fit = meta.get("fit") if isinstance(meta.get("fit"), dict) else {}
-            watched = fit.get("epochs")
-            epochs = min(MAX_EPOCHS, watched) if isinstance(watched, int) and not isinstance(watched, bool) and watched >= 1 else DOCTOR_EPOCHS
+            ran = watched.get("epochs_run") or fit.get("epochs")
+            epochs = min(MAX_EPOCHS, ran) if isinstance(ran, int) and not isinstance(ran, bool) and ran >= 1 else DOCTOR_EPOCHS
+        if watched and data is None:
+            options["watched"] = {**watched, "sample_is_split_of_validation": bool((meta.get("doctor") or {}).get("data_is_split_of_validation"))}
     else:
         if model is None or data is None:
             raise SweepError("--model" if model is None else "--data", None, "required (or --from FOLDER, a folder Watch wrote)")
@@ -171,12 +174,13 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
 
 def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET, plugins: tuple[str, ...] = (),
              echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None, strategy: str = "targeted",
-             pack: bool = True) -> dict[str, Any]:
+             pack: bool = True, watched: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every step and return the verdict (a JSON-friendly dict); with
     ``out``, the search's runs are stored there as a run folder.
     ``strategy="random"`` spends the budget on Optuna's random sampler over the
     same remedies instead of the targeted search (for comparisons);
-    ``pack=False`` trains every run alone."""
+    ``pack=False`` trains every run alone. ``watched``: what Watch saw of the
+    user's own run (``doctor --from``), which the replay must reproduce."""
     check_sizes(epochs, seeds, budget)
     if out is not None:  # what `run` checks before anything trains
         check_doctor_folder(Path(out))
@@ -186,7 +190,7 @@ def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, s
 
         check_plugins("--plugin", None, tuple(str(Path(p).resolve()) for p in plugins))
     doctor = Doctor(model, data, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo,
-                    out=Path(out) if out is not None else None, strategy=strategy, pack=pack)
+                    out=Path(out) if out is not None else None, strategy=strategy, pack=pack, watched=watched)
     verdict = doctor.run()
     verdict["_doctor"] = doctor
     return verdict

@@ -84,10 +84,12 @@ class Doctor:
     """One diagnosis (see the module text); :meth:`run` returns the verdict."""
 
     def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int, plugins: tuple[str, ...],
-                 echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True):
+                 echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True,
+                 watched: dict[str, Any] | None = None):
         self.model, self.data_spec = model, data
         self.epochs, self.seeds, self.budget, self.plugins = epochs, seeds, budget, plugins
         self.echo, self.out, self.strategy, self.pack = echo, out, strategy, pack
+        self.watched = watched or {}
         self.queue = None
 
     # -- the steps -----------------------------------------------------------------
@@ -121,6 +123,9 @@ class Doctor:
         for name, evidence in faults.items():
             self.echo(f"    fault: {name}: {evidence}")
 
+        replay = self._replay_differences(sweep, data)
+        if replay:
+            self.echo(f"    the replay differs from the watched run: {replay}")
         self.echo(f"1/5 baseline over {self.seeds} seeds, {self.epochs} epochs ...")
         baseline = self.evaluate(setup, [{}], "baseline", seeds=range(self.seeds))[0]
         base = baseline.summary
@@ -146,6 +151,11 @@ class Doctor:
         verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=outcome,
                        symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
                        baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
+        unreproduced = self._unreproduced(base, replay, faults)
+        if unreproduced:
+            verdict.update(recommendation=None, tried=[], best_partial=None, watched=self.watched, conclusion=unreproduced)
+            self.echo(f"5/5 verdict: {unreproduced}")
+            return verdict
         if not problems:
             verdict.update(recommendation=None, tried=[], best_partial=None,
                            conclusion=f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f})"
@@ -168,6 +178,37 @@ class Doctor:
         for line in (rec or {}).get("code", []):
             self.echo(f"    change: {line}")
         return verdict
+
+    def _replay_differences(self, sweep: Sweep, data: Any) -> str:
+        """How the replay differs from the run Watch saw ("" when it does not,
+        or when there is no watched run): the training rows and steps per epoch."""
+        w = self.watched
+        if not w:
+            return ""
+        steps = -(-data.n_train // max(1, sweep.training.batch_size))
+        parts = []
+        if w.get("sample_is_split_of_validation"):
+            parts.append(f"Watch was given no train_data, so the replay trains on a split of the validation sample "
+                         f"({data.n_train} rows)")
+        watched_steps = w.get("steps_per_epoch")
+        if isinstance(watched_steps, int) and watched_steps != steps:
+            parts.append(f"{steps} steps per epoch at batch size {sweep.training.batch_size} against the watched run's {watched_steps}")
+        return "; ".join(parts)
+
+    def _unreproduced(self, base: dict[str, Any], replay: str, faults: dict[str, str]) -> str:
+        """The verdict when the user watched their run break and the replay here
+        trained healthy: a different experiment, never "no change needed"."""
+        w = self.watched
+        if not w or w.get("outcome") in (None, "healthy") or base["at_chance"] or base["failed"] or base["degraded"]:
+            return ""
+        final = w.get("final_val_accuracy")
+        seen = f"ended {w['outcome']}" + (f" (final validation accuracy {final:.3f})" if isinstance(final, (int, float)) else "")
+        how = (replay + ". To replay it faithfully, give Watch train_data=(x_train, y_train) (or doctor --data with the "
+               "training data), so that the replay trains on as many rows with as many steps per epoch") if replay else \
+            "the difference is in the seeds or the data sample: run doctor with --data holding the full training data"
+        return (f"not reproduced: the run you watched {seen}, but the replay here trained healthy on {_seeds_phrase(self.seeds)} "
+                f"(median final accuracy {median(base):.3f}); it is not the same experiment: {how}. No fix can be verified "
+                f"against a failure the replay does not show" + (f"; read off the model all the same: {', '.join(sorted(faults))}" if faults else ""))
 
     def _setup(self, sweep: Sweep, data: Any) -> Any:
         from remedysweep.engine.build import Setup
