@@ -363,17 +363,22 @@ def diagnostics_at_collapse(run: RunData) -> pd.DataFrame:
 
 
 def symptom_counts(run: RunData) -> pd.DataFrame:
-    """How many runs showed each named symptom."""
+    """How many runs showed each named symptom, per outcome (a symptom that
+    healthy runs show as often as broken ones tells nothing about the breakage):
+    one row per symptom, a column of counts per outcome present, and ``runs``."""
     t = run.trials
     if t.empty or "symptoms" not in t:
         return pd.DataFrame()
-    counts: dict[str, int] = {}
-    for cell in t["symptoms"].dropna().astype(str):
-        for s in filter(None, cell.split(";")):
-            counts[s] = counts.get(s, 0) + 1
     from remedysweep.engine.symptoms import OUTCOME_SYMPTOMS, SYMPTOMS
 
-    rows = [{"symptom": s, "runs": n, "meaning": SYMPTOMS.get(s, "")} for s, n in counts.items() if s not in OUTCOME_SYMPTOMS]
+    outcomes = [o for o in OUTCOMES if (t["outcome"] == o).any()]
+    counts: dict[str, dict[str, int]] = {}
+    for outcome, cell in zip(t["outcome"], t["symptoms"].fillna("").astype(str)):
+        for s in filter(None, cell.split(";")):
+            if s not in OUTCOME_SYMPTOMS:
+                row = counts.setdefault(s, dict.fromkeys(outcomes, 0))
+                row[outcome] = row.get(outcome, 0) + 1
+    rows = [{"symptom": s, "runs": sum(by.values()), **by, "meaning": SYMPTOMS.get(s, "")} for s, by in counts.items()]
     return pd.DataFrame(rows).sort_values("runs", ascending=False) if rows else pd.DataFrame()
 
 

@@ -127,14 +127,14 @@ def pair_heatmap(rates: pd.DataFrame, a: str, b: str) -> Any:
         grid[i, j] = d["at_chance_rate"]
         text[i][j] = f"{d['at_chance']}/{d['runs']}\n({d['collapsed']} coll.)"
         few[i, j] = d["too_few"]
-    fig, ax = plt.subplots(figsize=(1.1 * len(vb) + 2.2, 0.7 * len(va) + 1.4))
+    fig, ax = plt.subplots(figsize=(1.5 * len(vb) + 2.2, 0.9 * len(va) + 1.4))  # room for cell text at a readable size
     im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
     for i in range(len(va)):
         for j in range(len(vb)):
             if few[i, j] or np.isnan(grid[i, j]):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#adb5bd", lw=0))
-            ax.text(j, i, text[i][j] or "no runs", ha="center", va="center", fontsize=7,
-                    color="white" if (grid[i, j] == grid[i, j] and grid[i, j] > 0.6) else "#212529")
+            ax.text(j, i, text[i][j] or "no runs", ha="center", va="center", fontsize=10, fontweight="bold",
+                    color="white" if (grid[i, j] == grid[i, j] and grid[i, j] > 0.35) else "#212529")
     ax.set_xticks(range(len(vb)), [str(v) for v in vb])
     ax.set_yticks(range(len(va)), [str(v) for v in va])
     ax.set_xlabel(b)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, TRIAL_COLUMNS, clean_json
+from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, OUTCOMES, TRIAL_COLUMNS, clean_json
 from remedysweep.errors import RunError, one_line
 from remedysweep.files import atomic_write
 
@@ -36,6 +36,14 @@ ALIGNED_CAPTIONS = {
 }
 
 
+def _code(text: Any) -> Any:
+    """Text whose `backticked` parts are code: escaped, then set in <code>."""
+    import markupsafe
+
+    parts = str(markupsafe.escape(text)).split("`")
+    return markupsafe.Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
+
+
 def env() -> Any:
     import jinja2
 
@@ -48,6 +56,7 @@ def env() -> Any:
     )
     e.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0%}"
     e.filters["num"] = _num
+    e.filters["code"] = _code
     e.filters["rate"] = lambda row, k, n: an.fmt_rate(int(row[k]), int(row[n]))
     e.filters["p"] = lambda v: "–" if v is None else an.fmt_p(float(v))
     # a setting as the user wrote it: 0.1, not 0.10000000149011612
@@ -172,6 +181,7 @@ def build_context(run: an.RunData, found: dict[str, Any]) -> dict[str, Any]:
                                        "caption": ALIGNED_CAPTIONS.get(col, label)})
     ctx["diag_table"] = _records(an.diagnostics_at_collapse(run))
     ctx["symptoms"] = _records(an.symptom_counts(run))
+    ctx["symptom_outcomes"] = [o for o in OUTCOMES if any(o in s for s in ctx["symptoms"])]
     ctx["paths"] = _records(an.paths(run))
     ctx["sections"] = _remedy_sections(run, registry)
     ctx["importance"] = _records(an.importance(run))

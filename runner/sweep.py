@@ -26,7 +26,7 @@ from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, ch
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
 from .engine.queue import RunQueue, StorageLost, StorageSpec, check_journal, is_storage_loss, loss_reason, parse_storage, redact_text
-from .engine.runtime import threads_per_worker
+from .engine.runtime import PROGRESS_ENV, threads_per_worker
 
 from .engine.folder import (  # noqa: F401 (the run folder's names, re-exported for the sweep's callers)
     CURVES_CSV, FINDINGS_JSON, JOURNAL_FILE, LOCK_FILE, PROBES_CSV, REPORT_HTML, RUN_FILE, RUN_FOLDER_FILES, SWEEP_FILE, TRIALS_CSV,
@@ -225,22 +225,27 @@ class Progress:
         self.last_done = -1
         self.tty = self.stream.isatty()
 
-    def update(self, counts: dict[str, Any]) -> None:
+    def update(self, counts: dict[str, Any], in_flight: float = 0.0) -> None:
+        """``in_flight``: the runs still training, counted by the share of their
+        epochs done (a pack reports its runs only when it ends)."""
         if not self.enabled:
             return
         done = counts["done"]
+        so_far = min(float(self.total), done + max(0.0, min(in_flight, float(counts["running"]))))
         if self.start_done is None:
             self.start_done = done
         elapsed = time.monotonic() - self.start
-        new = done - self.start_done
+        new = so_far - self.start_done
         left = ""
-        if new > 0 and done < self.total:
-            secs = elapsed / new * (self.total - done)
+        if new > 0.05 and done < self.total:
+            secs = elapsed / new * (self.total - so_far)
             left = f" · {int(secs // 60)}:{int(secs % 60):02d} left"
         outcomes = " ".join(f"{k} {v}" for k, v in sorted(counts["outcomes"].items()))
         width = 24
-        filled = int(width * done / self.total) if self.total else width
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} runs · {outcomes or 'no results yet'} · {counts['running']} running{left}"
+        filled = int(width * so_far / self.total) if self.total else width
+        partial = f" (+{so_far - done:.1f} in flight)" if so_far - done >= 0.05 else ""
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} runs{partial} · {outcomes or 'no results yet'} · "
+                f"{counts['running']} running{left}")
         if line == self.last or (not self.tty and done == self.last_done):
             return
         self.last, self.last_done = line, done
@@ -253,16 +258,43 @@ class Progress:
             self.stream.flush()
 
 
-def _poll(spec: StorageSpec, name: str, progress: Progress, stop: threading.Event, interval: float = 1.0) -> None:
+def _poll(spec: StorageSpec, name: str, progress: Progress, stop: threading.Event, interval: float = 1.0,
+          progress_dir: str | None = None) -> None:
     try:
         queue = RunQueue.open(spec, name)
     except Exception:
         return
     while not stop.wait(interval):
         try:
-            progress.update(queue.progress())
+            progress.update(queue.progress(), _in_flight(progress_dir))
         except Exception:
             pass
+
+
+def _progress_folder() -> str:
+    """A private temporary folder where this coordinator's local workers (which
+    inherit the environment) keep their progress files."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="remedysweep-progress-")
+    os.environ[PROGRESS_ENV] = folder
+    return folder
+
+
+def _in_flight(folder: str | None) -> float:
+    """The share of epochs trained by the local workers' runs in flight (their
+    progress files, :class:`~.engine.worker.ProgressFile`)."""
+    if not folder:
+        return 0.0
+    total = 0.0
+    for path in Path(folder).glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+            os.kill(int(data["pid"]), 0)  # a worker that died counts nothing
+            total += float(data["in_flight"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return total
 
 
 def settle_after_interrupt(queue: RunQueue, timeout: float = 20.0) -> None:
@@ -466,7 +498,8 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
     log(f"identity: {identity_line(sweep)}")
     bar = Progress(total, enabled=progress)
     stop = threading.Event()
-    poller = threading.Thread(target=_poll, args=(spec, sweep.name, bar, stop), daemon=True)
+    progress_dir = _progress_folder() if progress else None
+    poller = threading.Thread(target=_poll, args=(spec, sweep.name, bar, stop, 1.0, progress_dir), daemon=True)
     poller.start()
     t0 = time.monotonic()
     interrupted = False
@@ -506,6 +539,9 @@ def _run_locked(queue: RunQueue, prepared: Prepared, *, workers: int, progress: 
             except Exception:
                 pass
             bar.close()
+            if progress_dir is not None:
+                os.environ.pop(PROGRESS_ENV, None)
+                shutil.rmtree(progress_dir, ignore_errors=True)
         counts = queue.progress()
         export(queue, out_dir)
         if report:

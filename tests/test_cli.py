@@ -119,3 +119,36 @@ def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
     collapsed = {loss: int((g["outcome"] == "collapsed").sum()) for loss, g in t.groupby("loss")}
     assert collapsed["fused_logits"] == 0 and fisher(collapsed["unfused"], 12, collapsed["fused_logits"], 12) < 0.05, collapsed
     assert (t["path"] == "packed").all()  # the user's MLP is a Dense chain: packed like the built-in one
+
+
+def test_the_progress_line_moves_while_packs_train(tmp_path: Path):
+    """Packed runs reach the queue only when their pack ends: the progress line
+    counts the epochs the workers' runs in flight have trained, so it moves (and
+    its time left is an estimate) before the first pack ends."""
+    import io
+    import os
+
+    from remedysweep.engine.worker import ProgressFile
+    from remedysweep.sweep import Progress, _in_flight
+
+    sink = ProgressFile(str(tmp_path), every=0.0)
+    sink(1, 0.5)
+    sink(2, 0.25)
+    assert json.loads((tmp_path / f"{os.getpid()}.json").read_text())["in_flight"] == 0.75
+    (tmp_path / "999999999.json").write_text(json.dumps({"pid": 999999999, "in_flight": 3.0}))  # a worker that died
+    assert _in_flight(str(tmp_path)) == 0.75
+    sink(1, None)  # run 1 finished: it is counted by the queue from now on
+    assert _in_flight(str(tmp_path)) == 0.25
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    bar = Progress(8, stream=out)
+    bar.update({"done": 0, "outcomes": {}, "running": 4}, 0.0)
+    bar.start -= 30  # thirty seconds later, half of four runs' epochs are trained
+    bar.update({"done": 0, "outcomes": {}, "running": 4}, 2.0)
+    last = out.getvalue().split("\r\x1b[2K")[-1]
+    assert "0/8 runs (+2.0 in flight)" in last and "1:30 left" in last, last  # 2 runs in 30 s: 6 to go
+    assert last.startswith("[######" + "." * 18 + "]"), last

@@ -61,6 +61,26 @@ class ProbeSchedule:
         return epoch < self.epochs and any(before < s <= after for s in self.steps)
 
 
+#: Where this process reports the share of epochs its runs in flight have
+#: trained (``report(recorder id, share or None when it finished)``); set by a
+#: sweep's worker for the coordinator's progress line, unset elsewhere.
+_EPOCH_SINK: Any = None
+
+
+def report_epochs_to(sink: Any) -> None:
+    """Send every recorder's progress in this process to ``sink`` (``None``: nowhere)."""
+    global _EPOCH_SINK
+    _EPOCH_SINK = sink
+
+
+def _report(recorder: Any, share: float | None) -> None:
+    if _EPOCH_SINK is not None:
+        try:
+            _EPOCH_SINK(id(recorder), share)
+        except Exception:
+            pass  # progress is a courtesy: it never costs a run
+
+
 class Recorder:
     """The record of one run while it trains.
 
@@ -123,11 +143,13 @@ class Recorder:
         if stop:
             self.early_stopped = not last
         self.stopped = stop or last
+        _report(self, 1.0 if self.stopped else epoch / max(1, self.sweep.training.epochs))
         return stop
 
     def finish(self, *, error: str | None = None, seconds: float = 0.0, n_params: int = 0, path: str = "keras",
                pack_size: int = 0, path_note: str = "", facts: dict[str, Any] | None = None) -> RunResult:
         facts = dict(facts or {})
+        _report(self, None)
         c = classify(self.curves["val_accuracy"], self.thresholds, self.sweep.outcome, early_probes=self.early_probes,
                      nonfinite_epoch=self.nonfinite_epoch, error=error)
         swings = oscillations(self.curves["val_accuracy"], OSCILLATION_AMPLITUDE * (1 - self.chance))

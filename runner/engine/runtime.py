@@ -13,6 +13,9 @@ from typing import Any
 from remedysweep.files import quiet_stderr
 
 _THREADS_SET = False
+#: The environment variable naming the folder where local workers keep their
+#: progress files (set by the coordinator of ``remedysweep run``).
+PROGRESS_ENV = "REMEDYSWEEP_PROGRESS_DIR"
 
 
 def configure_tensorflow(intra_op_threads: int | None = None) -> Any:

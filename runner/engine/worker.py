@@ -16,7 +16,7 @@ from .keras_trainer import error_message, run_alone
 from .packed import base_problem, pack_key, train_pack
 from .queue import Claim, Heartbeat, RunQueue, StorageLost, StorageSpec, is_storage_loss, loss_reason, objective_values, redact_text
 from .result import RunResult
-from .runtime import configure_tensorflow
+from .runtime import PROGRESS_ENV, configure_tensorflow
 
 
 def pack_assignment(setup: Setup) -> Callable[[dict[str, Any]], str]:
@@ -49,6 +49,35 @@ def why_alone(setup: Setup, knobs: dict[str, Any]) -> str:
     return why
 
 
+class ProgressFile:
+    """This process's runs in flight, as the share of their epochs trained, in
+    ``<folder>/<pid>.json`` (rewritten at most every ``every`` seconds): packed
+    runs report nothing to the queue until their pack ends, so the coordinator's
+    progress line reads these instead of sitting at 0."""
+
+    def __init__(self, folder: str, every: float = 1.0):
+        self.path = os.path.join(folder, f"{os.getpid()}.json")
+        self.every, self.last = every, 0.0
+        self.shares: dict[int, float] = {}
+
+    def __call__(self, key: int, share: float | None) -> None:
+        import json
+        import time
+
+        if share is None:
+            self.shares.pop(key, None)
+        else:
+            self.shares[key] = share
+        now = time.monotonic()
+        if share is not None and now - self.last < self.every:
+            return
+        self.last = now
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"pid": os.getpid(), "in_flight": sum(self.shares.values())}, fh)
+        os.replace(tmp, self.path)
+
+
 def work(
     spec: StorageSpec,
     study_name: str,
@@ -65,6 +94,10 @@ def work(
     so if it dies the run it holds is to blame. ``setup``: the sweep's model and
     data already loaded in this process (``doctor``)."""
     configure_tensorflow(threads)
+    if os.environ.get(PROGRESS_ENV) and os.path.isdir(os.environ[PROGRESS_ENV]):
+        from .recorder import report_epochs_to
+
+        report_epochs_to(ProgressFile(os.environ[PROGRESS_ENV]))
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
