@@ -12,7 +12,7 @@ balanced):
     counting the early in-epoch probes), then every epoch of the final window sat
     at chance (<= chance + chance_margin*(1-chance)).
 ``never_learned``: never rose clearly above chance.
-``diverged``: the loss or the weights became NaN/Inf.
+``diverged``: the loss or the weights became NaN/Inf, or the final accuracy is NaN.
 ``degraded``: final accuracy more than ``degrade_drop`` below the peak, above chance.
 ``failed``: an exception ended the run (or a remedy could not apply); its message is kept.
 """
@@ -55,7 +55,7 @@ OUTCOME_TEXT = {
     RunOutcome.DEGRADED: "final accuracy more than degrade_drop below the peak, above chance",
     RunOutcome.COLLAPSED: "rose clearly above chance, then sat at chance for the final window",
     RunOutcome.NEVER_LEARNED: "never rose clearly above chance",
-    RunOutcome.DIVERGED: "the loss or the weights became NaN/Inf",
+    RunOutcome.DIVERGED: "the loss or the weights became NaN/Inf, or the final accuracy is NaN",
     RunOutcome.FAILED: "an exception ended the run, or a remedy could not apply; the message says which",
 }
 OUTCOMES = tuple(o.value for o in RunOutcome)
