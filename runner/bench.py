@@ -244,8 +244,39 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
             "watch_overhead_ratio": statistics.median(watched) / statistics.median(plain), "watched_fit_seconds": statistics.median(watched)}
 
 
+BENCH_FILE = "bench.json"
+
+
+def check_bench_out(out: Path) -> Path:
+    """Where bench.json goes, checked before anything is measured: a folder that
+    can be written, and either no bench.json there or one remedysweep wrote
+    (never the user's own file, never through a symlink). Raises ``RunError``."""
+    from remedysweep.errors import RunError
+    from remedysweep.files import check_writable, not_a_file, read_limited
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: --out must be a folder for {BENCH_FILE}, and this is a file")
+    check_writable(out)
+    path = out / BENCH_FILE
+    if path.is_symlink():
+        raise RunError(f"{path}: a symlink; bench writes only its own {BENCH_FILE}, never through a link")
+    if path.exists():
+        problem = not_a_file(path)
+        try:
+            data = json.loads(read_limited(path, 1 << 20)) if not problem else None
+        except (OSError, ValueError):
+            data = None
+        ours = isinstance(data, dict) and (data.get("written_by") == "remedysweep" or {"mode", "machine", "matmul_peak_gflops"} <= set(data))
+        if not ours:
+            raise RunError(f"{path}: not a {BENCH_FILE} remedysweep wrote; give --out another folder")
+    return path
+
+
 def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, Any]:
     from .engine.runtime import configure_tensorflow, threads_per_worker
+
+    path = check_bench_out(out)  # before minutes of measuring, not after
 
     configure_tensorflow(threads_per_worker(1))
     import optuna
@@ -268,6 +299,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     echo("4/5 whole sweeps as remedysweep run processes ...")
     sw = sweeps(quick, echo)
     result = {
+        "written_by": "remedysweep",
         "mode": "quick" if quick else "full",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "device": device},
         **peak, "numpy_matmul_gflops": np_peak, "batched_matmul_ceiling_gflops": ceiling,
@@ -289,8 +321,9 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         echo(f"{name.ljust(width)}  {value}")
+    from remedysweep.files import atomic_write
+
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "bench.json"
-    path.write_text(json.dumps(result, indent=2))
+    atomic_write(path, json.dumps(result, indent=2))
     echo(f"wrote {path}")
     return result

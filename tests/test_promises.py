@@ -428,3 +428,27 @@ def test_a_pickle_beside_a_keras_file_runs_only_where_remedysweep_saved_code(tmp
         r = run_main("run", str(sweep), "--dry-run")
         assert r.returncode == 0, r.stderr
         assert not flag.exists(), f"the pickle beside {folder.name}/model.keras was run"
+
+
+def test_bench_refuses_files_it_did_not_write_before_measuring(tmp_path: Path):
+    """bench's --out is checked first: the user's own bench.json, a link to
+    another file, or a file given as the folder is one line, nothing written."""
+    from conftest import run_main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "bench.json").write_text('{"my": "numbers"}')
+    target = tmp_path / "precious.json"
+    target.write_text('{"mode": "quick", "machine": {}, "matmul_peak_gflops": 1}')
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "bench.json").symlink_to(target)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, needle in ((mine, "not a bench.json remedysweep wrote"), (linked, "symlink"), (a_file, "must be a folder")):
+        t0 = time.monotonic()
+        r = run_main("bench", "--quick", "--out", str(out))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+        assert time.monotonic() - t0 < 10 and "matmul" not in r.stdout  # refused before measuring
+    assert (mine / "bench.json").read_text() == '{"my": "numbers"}' and a_file.read_text() == "x"
+    assert target.read_text().startswith('{"mode": "quick"')

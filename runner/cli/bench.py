@@ -12,7 +12,7 @@ NAME = "bench"
 def add_parser(sub: Any) -> None:
     b = sub.add_parser(NAME, help="measure speed: packed against the Keras path, and against TensorFlow's matmul peak")
     b.add_argument("--quick", action="store_true", help="a short run for CI")
-    b.add_argument("--out", default=".", help="folder for bench.json (default: current folder)")
+    b.add_argument("--out", default=".", help="folder for bench.json (default: current folder; a bench.json there that remedysweep did not write is refused)")
 
 
 def main(args: argparse.Namespace) -> int:
