@@ -17,7 +17,8 @@ import pandas as pd
 
 from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, OUTCOMES, TRIAL_COLUMNS, clean_json
 from remedysweep.errors import RunError, one_line
-from remedysweep.files import atomic_write
+from remedysweep.engine.folder import FINDINGS_JSON, REPORT_HTML
+from remedysweep.files import atomic_write, not_a_file
 
 from . import analysis as an
 from . import findings as fd
@@ -215,11 +216,16 @@ def write_report(run_dir: str | Path) -> Path:
     (each all or nothing)."""
     run_dir = Path(run_dir)
     run = an.load_run(run_dir)
+    for name, ours in ((REPORT_HTML, _written_by_us), (FINDINGS_JSON, _findings_by_us)):  # never the user's own files
+        path = run_dir / name
+        if path.is_symlink() or (path.exists() and not ours(path)):
+            raise RunError(f"{path}: not a file remedysweep wrote{' (a symlink)' if path.is_symlink() else ''}; "
+                           "it is left as it is: copy the run folder's CSVs and sweep.json elsewhere to report on them")
     found = fd.compute(run)
     text = render_report(run, found)
-    out = run_dir / "report.html"
+    out = run_dir / REPORT_HTML
     try:
-        atomic_write(run_dir / "findings.json", json.dumps(clean_json(found), indent=2))
+        atomic_write(run_dir / FINDINGS_JSON, json.dumps(clean_json(found), indent=2))
         atomic_write(out, text)
     except OSError as exc:
         raise RunError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
@@ -227,12 +233,25 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def _written_by_us(path: Path) -> bool:
+    if not_a_file(path):  # a FIFO or a device is nobody's report: never opened
+        return False
     try:
         with open(path, "rb") as fh:
             head = fh.read(2048)
     except OSError:
         return False
     return b'<meta name="generator" content="remedysweep' in head
+
+
+def _findings_by_us(path: Path) -> bool:
+    if not_a_file(path):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(64 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"runs", "regions", "lines"} <= set(data)
 
 
 def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:

@@ -452,3 +452,20 @@ def test_bench_refuses_files_it_did_not_write_before_measuring(tmp_path: Path):
         assert time.monotonic() - t0 < 10 and "matmul" not in r.stdout  # refused before measuring
     assert (mine / "bench.json").read_text() == '{"my": "numbers"}' and a_file.read_text() == "x"
     assert target.read_text().startswith('{"mode": "quick"')
+
+
+def test_report_never_replaces_a_report_it_did_not_write(tmp_path: Path):
+    """A folder holding a run's CSVs and sweep.json beside the user's own
+    report.html or findings.json: report refuses in one line and leaves them."""
+    import shutil
+
+    from conftest import HERE, run_main
+
+    for name in ("report.html", "findings.json"):
+        folder = tmp_path / name.replace(".", "_")
+        shutil.copytree(HERE / "data" / "remedies_run", folder)
+        (folder / name).write_text("my own notes")
+        r = run_main("report", str(folder))
+        assert r.returncode == 2 and name in r.stderr and "not a file remedysweep wrote" in r.stderr, r.stderr
+        assert (folder / name).read_text() == "my own notes"
+        assert not (folder / ("findings.json" if name == "report.html" else "report.html")).exists()
