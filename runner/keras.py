@@ -138,7 +138,7 @@ class Watch(keras.callbacks.Callback):
         self.chance = self.dataset.chance if self.dataset is not None else _chance_from_units(self.model)
         steps = int(self.params.get("steps") or 1)
         self.recorder = Recorder(self._sweep(int(self.params.get("epochs", 1)) - self._initial_epoch()), self.chance, steps,
-                                 early_stop=False)
+                                 early_stop=False, n_val=len(self.dataset.y_val) if self.dataset is not None else None)
         self.probe = _probe(self.model, self.dataset, self.probe_size) if self.dataset is not None else None
         from remedysweep.engine.saved import save_with_data
 

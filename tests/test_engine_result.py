@@ -97,3 +97,16 @@ def test_schema_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for col in (*TRIAL_COLUMNS, *CURVE_COLUMNS):
         assert f"`{col.name}`" in readme, col.name
+
+
+def test_one_validation_sample_is_not_a_rise():
+    """With 4 validation points one sample is 0.25 of accuracy: a blip of one
+    above chance is neither a rise nor, with the plateau after it, a collapse."""
+    binary = Thresholds.of(0.5, SPEC, n_val=4)
+    assert binary.rise == 0.875 and Thresholds.of(0.5, SPEC).rise == 0.6
+    blip = [0.5, 0.75, 0.5, 0.5, 0.5]
+    assert classify(blip, Thresholds.of(0.5, SPEC), SPEC).outcome is RunOutcome.COLLAPSED  # what the rules said without n_val
+    assert classify(blip, binary, SPEC).outcome is RunOutcome.NEVER_LEARNED
+    assert not should_stop(blip, max(blip) >= binary.rise, binary, 3)
+    assert classify([0.5, 1.0, 1.0, 1.0], binary, SPEC).outcome is RunOutcome.HEALTHY
+    assert Thresholds.of(0.1, SPEC, n_val=450).rise == TEN.rise  # a real validation set: the margin rules

@@ -326,7 +326,7 @@ class Doctor:
         better (or, for inputs it cannot read, the model fits its training data
         without anything generalizing)."""
         chance = setup.data.chance
-        rise = Thresholds.of(chance, setup.sweep.outcome).rise
+        rise = Thresholds.of(chance, setup.sweep.outcome, len(setup.data.y_val)).rise
         tried = [baseline, *log.candidates]
         if any(median(c.summary) >= rise for c in tried):
             return None

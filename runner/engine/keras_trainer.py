@@ -157,7 +157,7 @@ def _callbacks(recorder: Recorder, probe: Any, accuracy: Any) -> tuple[Any, Any]
 def train_keras(built: BuiltRun, sweep: Any, *, diagnostics_on: bool = True, early_stop: bool | None = None,
                 extra_callbacks: tuple[Any, ...] = (), path_note: str = "") -> RunResult:
     """Train one built run through ``fit``; never raises for a fault inside the run."""
-    recorder = Recorder(sweep, built.data.chance, built.steps_per_epoch, [m.name for m in built.probe_metrics], early_stop)
+    recorder = Recorder.for_run(built, sweep, early_stop)
     t0 = time.perf_counter()
     error = None
     try:

@@ -477,7 +477,7 @@ def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]], epoc
             continue
         graphs.setdefault(g.batch_size, []).append((i, g))
     for shape, members in stacks.items():
-        recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for _, b, _, _, _ in members]
+        recorders = [Recorder.for_run(b, sweep) for _, b, _, _, _ in members]
         try:
             trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, shape[0], members[0][3], [m[4] for m in members])
             seconds = trainer.train(recorders, epoch_seconds)
@@ -492,7 +492,7 @@ def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]], epoc
             results[i] = rec.finish(seconds=seconds / len(members), n_params=n_params, path="packed", pack_size=len(members), facts=b.facts)
     for members in graphs.values():
         built = [b for _, b in members]
-        recorders = [Recorder(sweep, b.data.chance, b.steps_per_epoch, [m.name for m in b.probe_metrics]) for b in built]
+        recorders = [Recorder.for_run(b, sweep) for b in built]
         try:
             seconds = GraphPack(built, sweep).train(recorders, epoch_seconds)
         except Exception as exc:

@@ -88,10 +88,11 @@ class Recorder:
     ``chance``: the majority-class rate of the validation labels.
     ``extra_curves``: names of the remedies' probe metrics."""
 
-    def __init__(self, sweep: Any, chance: float, steps_per_epoch: int, extra_curves: Sequence[str] = (), early_stop: bool | None = None):
+    def __init__(self, sweep: Any, chance: float, steps_per_epoch: int, extra_curves: Sequence[str] = (), early_stop: bool | None = None,
+                 n_val: int | None = None):
         self.sweep = sweep
         self.chance = chance
-        self.thresholds = Thresholds.of(chance, sweep.outcome)
+        self.thresholds = Thresholds.of(chance, sweep.outcome, n_val)
         self.early_stop = sweep.early_stop.enabled if early_stop is None else early_stop
         self.steps_per_epoch = steps_per_epoch
         self.schedule = ProbeSchedule.of(steps_per_epoch, sweep.training)
@@ -102,6 +103,12 @@ class Recorder:
         self.nonfinite_epoch: int | None = None
         self.early_stopped = False
         self.stopped = False
+
+    @classmethod
+    def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None) -> "Recorder":
+        """The recorder of one built run, as every trainer makes it."""
+        return cls(sweep, built.data.chance, built.steps_per_epoch, [m.name for m in built.probe_metrics], early_stop,
+                   n_val=len(built.data.y_val))
 
     @property
     def probe_epochs(self) -> int:

@@ -69,9 +69,16 @@ class Thresholds:
     at_chance: float
 
     @classmethod
-    def of(cls, chance: float, spec: Any) -> "Thresholds":
-        """``spec``: an :class:`~.config.OutcomeSpec` (rise_margin, chance_margin)."""
-        return cls(chance, chance + spec.rise_margin * (1 - chance), chance + spec.chance_margin * (1 - chance))
+    def of(cls, chance: float, spec: Any, n_val: int | None = None) -> "Thresholds":
+        """``spec``: an :class:`~.config.OutcomeSpec` (rise_margin, chance_margin).
+        ``n_val``: the validation samples, when known: a rise must then be worth
+        more than one sample and a half (with 4 validation points one sample is
+        0.25 of accuracy; a blip of one is not a rise, and the plateau after it
+        not a collapse)."""
+        rise = chance + spec.rise_margin * (1 - chance)
+        if n_val:
+            rise = min(max(rise, chance + 1.5 / n_val), 1.0)
+        return cls(chance, rise, chance + spec.chance_margin * (1 - chance))
 
 
 @dataclass(frozen=True)
