@@ -69,8 +69,10 @@ def test_an_npz_and_what_is_wrong_with_data_files(tmp_path: Path):
     x_bad[0, 0] = np.nan
     np.savez(tmp_path / "nan.npz", x_train=x_bad, y_train=y_tr, x_val=x_va, y_val=y_va)
     pd.DataFrame({"a": ["x", "y"], "label": [0, 1]}).to_csv(tmp_path / "text.csv", index=False)
+    rows = np.random.default_rng(0).integers(0, 3, size=(len(y_tr), 20))  # class labels 0/1/2 in 20 columns: not one-hot rows
+    np.savez(tmp_path / "rows.npz", x_train=x_tr, y_train=rows, x_val=x_va, y_val=y_va)
     for name, needle in (("short.npz", "lacks array(s) x_val, y_val"), ("nan.npz", "x_train has 1 NaN/Inf values"),
-                         ("text.csv", "column 'a' is not numeric")):
+                         ("text.csv", "column 'a' is not numeric"), ("rows.npz", "is not a one-hot row")):
         sweep = tmp_path / f"bad_{name}.toml"
         sweep.write_text(SWEEP.format(name="bad", model=f"{zoo.__file__}:softmax_sparse", path=name, extra=""))
         r = cli("run", str(sweep), "--out", str(tmp_path / f"out_{name}"))

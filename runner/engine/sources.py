@@ -87,6 +87,10 @@ def _labels(y: Any, name: str, file: str, key: str) -> tuple[np.ndarray, str, in
     if y.ndim == 2 and y.shape[1] > 1:
         if not np.all(np.isfinite(y)) or np.any(y < 0):
             raise SweepError(file, key, f"{name}: one-hot labels must be finite and >= 0")
+        if np.any(y > 1) or (len(y) and not np.allclose(y.sum(axis=1), 1.0, atol=1e-3)):
+            bad = int(np.flatnonzero((y > 1).any(axis=1) | ~np.isclose(y.sum(axis=1), 1.0, atol=1e-3))[0])
+            raise SweepError(file, key, f"{name} has shape {y.shape} but row {bad} is not a one-hot row (values in 0..1 summing "
+                                        f"to 1): give integer class labels as a 1-D array, or one-hot rows")
         return y.argmax(axis=1).astype("int32"), "one_hot", int(y.shape[1])
     if y.ndim == 2:
         y = y[:, 0]
