@@ -85,6 +85,11 @@ def release(tmp_path: Path, monkeypatch):
     return lambda: flag.write_text("go")
 
 
+def held_workers(folder: Path) -> set[int]:
+    """The pids of the processes waiting in a held run (see :func:`release`)."""
+    return {int(p.name.rsplit("-", 1)[1]) for p in folder.glob("release-held-runs.held-*")}
+
+
 def test_four_local_workers_run_each_run_exactly_once(tmp_path: Path):
     sweep = write_sweep(tmp_path, name="four", epochs=2, losses='["unfused", "keras_default", "fused_logits"]', training="pack = false")
     sweep.write_text(sweep.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from conftest import cli, write_sweep
-from test_parallel import held_sweep, journal_study, release, running_workers, start, wait_for  # noqa: F401 (release is a fixture)
+from test_parallel import held_sweep, held_workers, journal_study, release, running_workers, start, wait_for  # noqa: F401 (release is a fixture)
 from test_robustness import assert_one_line_error
 
 
@@ -76,13 +76,19 @@ def test_workers_whose_coordinator_is_killed_end_too(tmp_path: Path, release):
     sweep = held_sweep(tmp_path, "orphans")  # every run held after its first epoch: both workers busy
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
-    pids = wait_for(lambda: running_workers(out, "orphans"), proc=proc)
+    wait_for(lambda: len(held_workers(tmp_path)) >= 2, proc=proc)  # both workers wait inside a run
+    pids = running_workers(out, "orphans")
     os.kill(proc.pid, signal.SIGKILL)  # the coordinator alone: its workers are orphaned
     proc.wait(timeout=30)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.5)
     assert not any(_alive(p) for p in pids), "an orphaned worker kept running"
+    study = journal_study(out, "orphans")
+    workers = {t.system_attrs["remedysweep:worker"]["pid"] for t in study.trials if "remedysweep:worker" in t.system_attrs}
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):  # a worker that claimed just as the coordinator died
+        time.sleep(0.5)
+    assert not any(_alive(p) for p in workers), "an orphaned worker kept running"
     study = journal_study(out, "orphans")  # each orphan released its run on the way out
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), "an orphan left its run RUNNING"
     released = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL and "remedysweep:result" not in t.user_attrs]
