@@ -192,3 +192,17 @@ def test_faults_are_read_off_the_graph_not_the_spelling():
 
     for spelled_out in (False, True):
         assert "saturating_sgd" in static_faults(xor(spelled_out), 2), spelled_out
+
+
+def test_a_change_that_diverges_is_never_a_fix_and_the_verdict_and_report_say_so(tmp_path: Path):
+    """A candidate whose every seed ends NaN ranks below every finite one, is
+    counted as diverged, and the verdict, doctor.json and doctor.html are written."""
+    plugin = Path(__file__).parent / "plugins" / "poison.py"
+    v = doctor("softmax_twice", "digits_int", epochs=6, seeds=2, budget=6, plugins=(str(plugin),), out=tmp_path)
+    poisoned = [t for t in v["tried"] if t["fix"] == "poison=nan"]
+    assert poisoned and poisoned[0]["outcomes"] == {"diverged": 2} and poisoned[0]["at_chance"] == 2, v["tried"]
+    assert poisoned[0]["spread"] == 0.0
+    rec = v["recommendation"] or v["best_partial"] or {}
+    assert "poison=nan" not in rec.get("changes", []), rec
+    html = write_doctor_report(v, tmp_path).read_text()
+    assert "poison=nan" in html and json.loads((tmp_path / "doctor.json").read_text())["conclusion"] == v["conclusion"]

@@ -170,9 +170,22 @@ class Doctor:
                         self.echo, strategy=self.strategy)
         self._open_study(setup, search.prepare())
         self._record({}, baseline.results, range(self.seeds))
-        log = search.run(baseline)
-        self.echo("4/5 confirming the best change on fresh seeds ...")
-        verdict.update(self.conclude(setup, baseline, log, facts, symptoms, outcome_problems, faults))
+        step = "searching"
+        try:
+            log = search.run(baseline)
+            step = "confirming"
+            self.echo("4/5 confirming the best change on fresh seeds ...")
+            verdict.update(self.conclude(setup, baseline, log, facts, symptoms, outcome_problems, faults))
+        except Exception as exc:  # a fault of doctor's own, late: the verdict keeps what was found, never a traceback
+            from remedysweep.errors import one_line
+
+            found = list(search.log.candidates)
+            best = min(found, key=rank_key) if found else None
+            verdict.update(recommendation=None, best_partial=None, tried=[_tried(c) for c in found], search=None,
+                           conclusion=f"doctor stopped with an error of its own while {step} ({one_line(exc)}); "
+                                      f"{len(found)} change(s) had been tried" + (
+                                          f", the best {best.label} with median final accuracy {median(best.summary):.3f} against "
+                                          f"{median(base):.3f} for your model (not confirmed)" if best is not None else ""))
         self.echo(f"5/5 verdict: {verdict['conclusion']}")
         rec = verdict.get("recommendation")
         for line in (rec or {}).get("code", []):
