@@ -100,7 +100,8 @@ def test_disk_full_while_writing_the_report_leaves_no_half_file(tmp_path: Path, 
         run_dir.mkdir()
         for name in ("sweep.json", "trials.csv"):
             shutil.copy(src / name, run_dir / name)
-        (run_dir / "report.html").write_text("old report")
+        old = '<!DOCTYPE html><meta name="generator" content="remedysweep 0.3.0">old report'  # one remedysweep wrote before
+        (run_dir / "report.html").write_text(old)
         filler = full / "filler"
         with open(filler, "wb") as fh:  # fill the disk but for a few KiB
             try:
@@ -111,7 +112,7 @@ def test_disk_full_while_writing_the_report_leaves_no_half_file(tmp_path: Path, 
                 pass
         r = cli("report", str(run_dir), cwd=REPO)
         assert r.returncode == 2 and "cannot write the report" in r.stderr and "Traceback" not in r.stderr
-        assert (run_dir / "report.html").read_text() == "old report"
+        assert (run_dir / "report.html").read_text() == old
         assert sorted(p.name for p in run_dir.iterdir()) == ["report.html", "sweep.json", "trials.csv"]
 
 
