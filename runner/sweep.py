@@ -237,7 +237,7 @@ class Progress:
         elapsed = time.monotonic() - self.start
         new = so_far - self.start_done
         left = ""
-        if new > 0.05 and done < self.total:
+        if new >= max(1.0, 0.02 * self.total) and done < self.total:  # not from the first epoch's tracing alone
             secs = elapsed / new * (self.total - so_far)
             left = f" · {int(secs // 60)}:{int(secs % 60):02d} left"
         outcomes = " ".join(f"{k} {v}" for k, v in sorted(counts["outcomes"].items()))

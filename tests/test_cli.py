@@ -147,6 +147,8 @@ def test_the_progress_line_moves_while_packs_train(tmp_path: Path):
     out = Terminal()
     bar = Progress(8, stream=out)
     bar.update({"done": 0, "outcomes": {}, "running": 4}, 0.0)
+    bar.update({"done": 0, "outcomes": {}, "running": 4}, 0.5)
+    assert "left" not in out.getvalue().split("\r\x1b[2K")[-1]  # half a run's epochs, the first ones with tracing: no estimate yet
     bar.start -= 30  # thirty seconds later, half of four runs' epochs are trained
     bar.update({"done": 0, "outcomes": {}, "running": 4}, 2.0)
     last = out.getvalue().split("\r\x1b[2K")[-1]
