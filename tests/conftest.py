@@ -1,5 +1,30 @@
-"""Shared fixtures: tiny sweeps, the CLI in a subprocess, real services, and the
-example plugin installed into a temporary folder (never the user's environment)."""
+"""Shared fixtures: tiny sweeps, the CLI as a real process (:func:`cli`) or in this
+process (:func:`run_main`), folders built once per session, real services, and
+the example plugin installed into a temporary folder (never the user's environment).
+
+Where the promise is about processes, the test starts plain ``python -m
+remedysweep`` processes of its own (``subprocess.Popen``), not forked ones:
+
+- signals, kill -9 and orphans: test_parallel.py (a SIGKILLed worker, a killed
+  sweep resumed, Ctrl-C, SIGTERM/SIGHUP, faults that kill a worker),
+  test_promises.py::test_workers_whose_coordinator_is_killed_end_too;
+- two coordinators: test_robustness.py::test_two_coordinators_never_double_the_work,
+  test_robustness.py::test_two_plain_runs_on_one_folder,
+  test_promises.py::test_two_coordinators_on_a_new_sqlite_file_both_end_with_every_run,
+  test_engine_queue.py (concurrent claimers);
+- PostgreSQL workers and a server that goes away: test_postgres.py,
+  test_promises.py::test_a_database_that_goes_away_mid_sweep_is_one_line;
+- TensorFlow's logs: test_robustness.py::test_a_plugin_importing_keras_prints_no_tensorflow_logs
+  (``cli(..., plain=True)``: a fresh process, its imports included);
+- nothing left in your environment: test_robustness.py::test_the_suite_leaves_no_plugin_in_the_environment;
+- no traceback from a real process: test_bad_input.py::test_no_traceback_from_a_real_process
+  (``cli(..., plain=True)``);
+- the ``Watch`` user script: test_watch.py::test_doctor_from_a_watched_collapsing_run_finds_and_verifies_the_fix.
+
+Every other command line in the suite is :func:`cli`: a real process of its own,
+forked from a server that imported TensorFlow once (tests/forkserver.py), or
+:func:`run_main` in this process where the promise is about input and files.
+"""
 
 from __future__ import annotations
 
@@ -140,13 +165,14 @@ _FORK_SERVER: _ForkServer | None = None
 PLAIN_CLI = os.environ.get("REMEDYSWEEP_TEST_CLI", "") == "subprocess"
 
 
-def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None, plain: bool = False) -> subprocess.CompletedProcess:
     """The real command line, in a process of its own. It is forked from a
     server that has already imported TensorFlow, unless ``env`` changes the
-    environment (which could change what those imports did): then it is a plain
-    ``python -m remedysweep``."""
+    environment (which could change what those imports did) or ``plain`` asks
+    for it (a promise about what a fresh process prints, imports included): then
+    it is a plain ``python -m remedysweep``."""
     global _FORK_SERVER
-    if env or PLAIN_CLI or (_FORK_SERVER is not None and _FORK_SERVER.imports_differ()):
+    if env or plain or PLAIN_CLI or (_FORK_SERVER is not None and _FORK_SERVER.imports_differ()):
         return subprocess.run(
             [sys.executable, "-m", "remedysweep", *args],
             capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
@@ -154,6 +180,30 @@ def cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | N
     if _FORK_SERVER is None:
         _FORK_SERVER = _ForkServer()
     return _FORK_SERVER.run([str(a) for a in args], timeout, cwd)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder built once for the whole session, however many xdist workers
+    ask: the first to take the lock builds it (``build(folder)``), the others
+    wait and reuse it. Tests copy it (:func:`copy_of`) rather than change it."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this session
+    folder = root / f"built-once-{name}"
+    with open(root / f"built-once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").write_text("")
+    return folder
+
+
+def copy_of(folder: Path, to: Path) -> Path:
+    """A test's own copy of a folder built once."""
+    shutil.copytree(folder, to, ignore=shutil.ignore_patterns(".built"))
+    return to
 
 
 def reset_process_state() -> None:

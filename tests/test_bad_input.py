@@ -45,9 +45,9 @@ def test_malformed_sweep_is_refused_before_anything_is_written(path: Path, tmp_p
 
 
 def test_no_traceback_from_a_real_process(tmp_path: Path):
-    r = cli("run", str(CORPUS[0]), "--out", str(tmp_path / "x"))
+    r = cli("run", str(CORPUS[0]), "--out", str(tmp_path / "x"), plain=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = cli("run", str(tmp_path / "missing.toml"))
+    r = cli("run", str(tmp_path / "missing.toml"), plain=True)
     assert r.returncode == 2 and "missing.toml: file not found" in r.stderr
 
 

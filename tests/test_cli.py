@@ -13,14 +13,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import HERE, cli, write_sweep
+from conftest import HERE, built_once, cli, copy_of, write_sweep
 
 REQUIRED = ["seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "chance", "epochs_run", "train_seconds", "path", "symptoms"]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("e2e")
+def _finish_a_tiny_run(folder: Path) -> None:
     sweep = write_sweep(folder)
     out = folder / "run"
     r = cli("run", str(sweep), "--out", str(out))
@@ -28,7 +26,12 @@ def finished_run(tmp_path_factory) -> Path:
     assert "4/4 runs" in r.stdout
     found = json.loads((out / "findings.json").read_text())
     assert found["answer"] and f"finding: {found['answer']}" in r.stdout  # the answer in the terminal too
-    return out
+
+
+@pytest.fixture
+def finished_run(tmp_path_factory, tmp_path) -> Path:
+    """A finished tiny run (its sweep file beside it), built once per session, copied per test."""
+    return copy_of(built_once(tmp_path_factory, "finished-run", _finish_a_tiny_run), tmp_path / "e2e") / "run"
 
 
 def test_run_folder_contents(finished_run: Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import cli, need, write_sweep
+from conftest import built_once, cli, copy_of, need, write_sweep
 from remedysweep.reports import analysis as an
 
 HERE = Path(__file__).parent
@@ -101,16 +101,18 @@ def test_importance_ranks_the_knob_that_matters(tmp_path: Path):
 # ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def evil_run(tmp_path_factory) -> Path:
-    """A real sweep with a plugin whose description, value and error message are HTML."""
-    folder = tmp_path_factory.mktemp("evil")
+def _run_the_evil_sweep(folder: Path) -> None:
     sweep = write_sweep(folder, name="evil_sweep", epochs=4, extra='evil = ["plain", "<b>bold</b>"]\nlearning_rate = [0.01]\n')
     sweep.write_text(f'plugins = ["{HERE / "plugins" / "evil.py"}"]\n' + sweep.read_text())
-    out = folder / "run"
-    r = cli("run", str(sweep), "--out", str(out))
+    r = cli("run", str(sweep), "--out", str(folder / "run"))
     assert r.returncode == 0, r.stderr
-    return out
+
+
+@pytest.fixture
+def evil_run(tmp_path_factory, tmp_path) -> Path:
+    """A real sweep with a plugin whose description, value and error message are
+    HTML: built once per session, copied per test."""
+    return copy_of(built_once(tmp_path_factory, "evil-run", _run_the_evil_sweep), tmp_path / "evil") / "run"
 
 
 def test_plugin_text_is_escaped(evil_run: Path):

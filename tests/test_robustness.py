@@ -206,8 +206,8 @@ def test_a_plugin_importing_keras_prints_no_tensorflow_logs(tmp_path: Path):
     plugin.write_text("import keras\n" + PLUGIN)
     sweep = write_sweep(tmp_path, name="kp", extra='tag = ["a"]\nbogus_knob = ["x"]\n')
     sweep.write_text(f'plugins = ["{plugin}"]\n' + sweep.read_text())
-    assert_one_line_error(cli("run", str(sweep), "--dry-run"), "knobs.bogus_knob")
-    r = cli("remedies", "--plugin", str(plugin))
+    assert_one_line_error(cli("run", str(sweep), "--dry-run", plain=True), "knobs.bogus_knob")
+    r = cli("remedies", "--plugin", str(plugin), plain=True)
     assert r.returncode == 0 and r.stderr.strip() == ""
 
 
