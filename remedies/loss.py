@@ -182,8 +182,15 @@ class LossRemedy(Remedy):
         binary = facts.get("output_units") == 1
         if value == "fused_logits":
             loss = "BinaryCrossentropy" if binary else ("CategoricalCrossentropy" if facts.get("one_hot_labels") else "SparseCategoricalCrossentropy")
-            return (f"remove the output activation (the last layer outputs logits) and compile with "
-                    f"loss=keras.losses.{loss}(from_logits=True); apply {'sigmoid' if binary else 'softmax'} only to read probabilities")
+            heads = [a for a in facts.get("head_activations") or [] if a != "linear"]
+            if len(heads) > 1:  # softmax twice: both go
+                what = f"remove all {len(heads)} output activations ({' then '.join(heads)}; the last layer then outputs logits)"
+            elif heads:
+                what = f"remove the output activation ({heads[0]}; the last layer then outputs logits)"
+            else:
+                what = "keep the output as it is (it already outputs logits)"
+            return (f"{what} and compile with loss=keras.losses.{loss}(from_logits=True); "
+                    f"apply {'sigmoid' if binary else 'softmax'} only to read probabilities")
         if value == "keras_default":
             return f"end the model in {'sigmoid' if binary else 'softmax'} and use Keras's {'binary' if binary else 'categorical'}_crossentropy"
         return "end the model in softmax and write the cross-entropy out on the probabilities (the unstable form)"

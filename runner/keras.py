@@ -126,11 +126,15 @@ class Watch(keras.callbacks.Callback):
     # -- the steps ----------------------------------------------------------------------
 
     def _begin(self) -> None:
-        if self.recorder is not None:  # another fit call: the same run goes on
+        if self.recorder is not None:  # another fit call: the same run goes on, for the same model only
+            if self.model is not self._bound:
+                raise ValueError(f"this Watch already watches model {self._bound.name!r}; give model {self.model.name!r} "
+                                 "a Watch of its own, with its own folder")
             self.recorder.sweep = self._sweep(self.recorder.epochs_run + int(self.params.get("epochs", 1)) - self._initial_epoch())
             return
         from remedysweep.engine.recorder import Recorder
 
+        self._bound = self.model
         self.out.mkdir(parents=True, exist_ok=True)
         if folder_kind(self.out) is None:
             mark_folder(self.out, FOLDER_KIND)

@@ -183,6 +183,13 @@ def test_faults_are_read_off_the_graph_not_the_spelling():
     assert set(faults) == {"softmax_twice"}, faults
     assert re.search(r"'dense(_[0-9]+)?' \(softmax\) then 'softmax(_[0-9]+)?' \(softmax\)", faults["softmax_twice"]), faults
     assert head_faults(zoo.softmax_sparse(), describe_model(zoo.softmax_sparse())) == {}
+    from remedysweep.remedies import discover
+
+    loss = discover()["loss"]  # the change text says which activations go, and none when there is none
+    assert loss.describe_change("fused_logits", describe_model(twice).facts()).startswith("remove all 2 output activations (softmax then softmax")
+    logits = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    logits.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False))
+    assert loss.describe_change("fused_logits", describe_model(logits).facts()).startswith("keep the output as it is")
 
     def xor(spelled_out: bool):
         hidden = [keras.layers.Dense(4), keras.layers.Activation("sigmoid")] if spelled_out else [keras.layers.Dense(4, activation="sigmoid")]

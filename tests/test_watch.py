@@ -87,6 +87,13 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
     with pytest.raises(ValueError, match="unknown symptom"):
         Watch(tmp_path / "x", stop_on=("nope",))
     assert Watch(tmp_path / "y", stop_on="collapsed").stop_on == ("collapsed",)  # one name, not its letters
+    w = Watch(tmp_path / "once", data=(x_va, y_va), verbose=False)
+    first = zoo.softmax_sparse()
+    first.fit(x_tr, y_tr, epochs=1, verbose=0, callbacks=[w])
+    second = zoo.softmax_layer()
+    with pytest.warns(RuntimeWarning, match="already watches model"):  # a reused Watch never records another model's fit
+        second.fit(x_tr, y_tr, epochs=1, verbose=0, callbacks=[w])
+    assert pd.read_csv(tmp_path / "once" / "trials.csv")["n_params"].iloc[0] == first.count_params()
     keras.utils.set_random_seed(0)
     model = zoo.softmax_sparse()
     with pytest.warns(RuntimeWarning, match="stopped watching"):
