@@ -19,6 +19,7 @@ import pandas as pd
 from remedysweep.engine.folder import CURVES_CSV, FORMULA_START, PROBES_CSV, SWEEP_FILE, TRIALS_CSV, neutralize_formulas  # noqa: F401
 from remedysweep.engine.result import AT_CHANCE, OUTCOMES
 from remedysweep.errors import RunError, one_line
+from remedysweep.files import read_json
 
 OUTCOME_ORDER = OUTCOMES
 BAD_OUTCOMES = AT_CHANCE
@@ -119,7 +120,7 @@ def load_run(path: str | Path) -> RunData:
     if not sweep_file.exists():
         raise ReportError(f"{path}: no sweep.json, so not a remedysweep run folder")
     try:
-        sweep = json.loads(sweep_file.read_text(encoding="utf-8"))["sweep"]
+        sweep = read_json(sweep_file)["sweep"]
         knobs = [str(k["name"]) for k in sweep.get("knobs", [])]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ReportError(f"{sweep_file}: unreadable ({type(exc).__name__})") from None

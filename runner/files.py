@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -170,6 +170,22 @@ def read_limited(path: Path, limit: int) -> bytes:
         raise ValueError(problem)
     with open(path, "rb") as fh:
         return fh.read(limit + 1)
+
+
+#: The most a JSON file remedysweep reads back (run.json, sweep.json, doctor.json) may hold.
+JSON_LIMIT = 64 << 20
+
+
+def read_json(path: Path, limit: int = JSON_LIMIT) -> Any:
+    """A JSON file read back: a regular file only, at most ``limit`` bytes (a
+    FIFO or ``/dev/zero`` in its place never hangs or fills memory). Raises
+    ``OSError``/``ValueError``."""
+    import json
+
+    data = read_limited(path, limit)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB")
+    return json.loads(data.decode("utf-8"))
 
 
 # ----------------------------------------------------------------------------

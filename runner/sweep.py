@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
-from remedysweep.errors import RunError, StorageError
-from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder
+from remedysweep.errors import RunError, StorageError, one_line
+from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_json
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
@@ -51,8 +51,8 @@ def legacy_run_folder(folder: Path) -> bool:
     """A run folder of remedysweep 0.2, written before the marker: its run.json and
     sweep.json hold what remedysweep writes there, nothing else."""
     try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-        sweep = json.loads((folder / SWEEP_FILE).read_text(encoding="utf-8"))
+        run = read_json(folder / RUN_FILE)
+        sweep = read_json(folder / SWEEP_FILE)
     except (OSError, ValueError, RecursionError):
         return False
     return (isinstance(run, dict) and set(run) == {"study", "storage", "version"} and isinstance(run.get("study"), str)
@@ -94,9 +94,9 @@ class Prepared:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError, RecursionError) as exc:
-        raise RunError(f"{path}: unreadable ({type(exc).__name__}); move the folder away or use --force") from None
+        raise RunError(f"{path}: unreadable ({one_line(exc, with_type=False)}); move the folder away or use --force") from None
     if not isinstance(data, dict):
         raise RunError(f"{path}: not a remedysweep file; move the folder away or use --force")
     return data
@@ -289,7 +289,7 @@ def _in_flight(folder: str | None) -> float:
     total = 0.0
     for path in Path(folder).glob("*.json"):
         try:
-            data = json.loads(path.read_text())
+            data = read_json(path, 4096)
             os.kill(int(data["pid"]), 0)  # a worker that died counts nothing
             total += float(data["in_flight"])
         except (OSError, ValueError, KeyError, TypeError):

@@ -475,3 +475,30 @@ def test_report_never_replaces_a_report_it_did_not_write(tmp_path: Path):
         assert r.returncode == 2 and name in r.stderr and "not a file remedysweep wrote" in r.stderr, r.stderr
         assert (folder / name).read_text() == "my own notes"
         assert not (folder / ("findings.json" if name == "report.html" else "report.html")).exists()
+
+
+def test_json_files_that_are_fifos_never_hang_run_report_or_doctor(tmp_path: Path):
+    """run.json, sweep.json and doctor.json are read back as regular files only,
+    bounded: a FIFO in their place is one line at once (real processes, with a
+    deadline, since a hang is the failure)."""
+    from remedysweep.files import mark_folder
+
+    sweep = write_sweep(tmp_path, epochs=2)
+    report_dir = tmp_path / "report_dir"
+    report_dir.mkdir()
+    os.mkfifo(report_dir / "sweep.json")
+    run_dir = tmp_path / "run_dir"
+    run_dir.mkdir()
+    mark_folder(run_dir, "sweep")
+    os.mkfifo(run_dir / "run.json")
+    os.mkfifo(run_dir / "sweep.json")
+    doctor_dir = tmp_path / "doctor_dir"
+    doctor_dir.mkdir()
+    os.mkfifo(doctor_dir / "doctor.json")
+    zoo = Path(__file__).parent / "doctor" / "zoo.py"
+    for args in (("report", str(report_dir)), ("run", str(sweep), "--out", str(run_dir)),
+                 ("doctor", "--model", f"{zoo}:softmax_sparse", "--data", f"{zoo}:digits_int", "--out", str(doctor_dir))):
+        t0 = time.monotonic()
+        r = cli(*args, timeout=60)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert time.monotonic() - t0 < 30, args

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from remedysweep.errors import SweepError
-from remedysweep.files import atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_limited
+from remedysweep.files import atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_json, read_limited
 
 from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
 
@@ -202,7 +202,7 @@ FOLDER_KIND = "doctor"
 def _legacy_doctor_folder(folder: Path) -> bool:
     """A doctor folder of remedysweep 0.2, written before the marker."""
     try:
-        data = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
+        data = read_json(folder / "doctor.json")
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and {"conclusion", "baseline", "sanity_check"} <= set(data)
