@@ -502,3 +502,26 @@ def test_json_files_that_are_fifos_never_hang_run_report_or_doctor(tmp_path: Pat
         r = cli(*args, timeout=60)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, (args, r.stderr)
         assert time.monotonic() - t0 < 30, args
+
+
+def test_an_npz_that_declares_more_than_memory_is_refused_before_it_inflates(tmp_path: Path):
+    """The arrays' sizes are read from their headers inside the zip: a tiny file
+    declaring 37 GiB is one line, and nothing is inflated or trained."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    from conftest import run_main
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)})
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("x_train", "y_train", "x_val", "y_val"):
+            z.writestr(f"{name}.npy", header.getvalue())
+    assert bomb.stat().st_size < 10_000
+    zoo = Path(__file__).parent / "doctor" / "zoo.py"
+    r = run_main("doctor", "--model", f"{zoo}:softmax_sparse", "--data", str(bomb), "--out", str(tmp_path / "d"))
+    assert r.returncode == 2 and "bomb.npz needs 149.0 GiB in memory" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "d").exists()  # (loading it would have failed otherwise: its arrays hold no data)

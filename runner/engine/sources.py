@@ -197,7 +197,34 @@ def _npz_inputs(arrays: Any, split: str) -> Any:
     return parts
 
 
+def npz_declared_bytes(path: Path) -> int:
+    """The bytes an .npz's arrays will take once loaded, read from each array's
+    header inside the zip (a few hundred bytes each), before anything is
+    inflated: a small compressed file can declare gigabytes."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = npy.read_magic(member)
+                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return total
+
+
 def _load_npz(path: Path, file: str) -> Any:
+    try:
+        _check_size(npz_declared_bytes(path), file, "data.path", path.name)  # before a byte is inflated
+    except SweepError:
+        raise
+    except Exception as exc:
+        raise SweepError(file, "data.path", f"{path.name} cannot be read as .npz: {one_line(exc)}") from None
     try:
         with np.load(path, mmap_mode="r", allow_pickle=False) as arrays:
             x_train, x_val = _npz_inputs(arrays, "train"), _npz_inputs(arrays, "val")
