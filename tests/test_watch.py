@@ -254,3 +254,24 @@ def test_tensorboard_gets_the_diagnostics_or_one_warning(tmp_path: Path):
         assert list((tmp_path / "tb" / "mine").glob("events.out.tfevents.*"))
     else:
         assert len(ours) == 1 and "no TensorBoard scalars" in str(ours[0].message)
+
+
+def test_watch_never_writes_through_a_link_in_its_folder(tmp_path: Path):
+    """A Watch folder whose model.keras and data.npz are links to the user's own
+    files: the links are replaced, the files they point to are left as they were."""
+    from remedysweep.files import mark_folder
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    mark_folder(out, "watch")
+    precious = {name: tmp_path / f"precious-{name}" for name in ("model.keras", "data.npz", "custom_objects.pkl")}
+    for name, target in precious.items():
+        target.write_bytes(b"the user's own bytes")
+        (out / name).symlink_to(target)
+    (x_tr, y_tr), (x_va, y_va) = zoo.digits_int()
+    keras.utils.set_random_seed(0)
+    zoo.softmax_sparse().fit(x_tr, y_tr, epochs=1, verbose=0, callbacks=[Watch(out, data=(x_va, y_va), verbose=False)])
+    for name, target in precious.items():
+        assert target.read_bytes() == b"the user's own bytes", name
+    assert not (out / "model.keras").is_symlink() and not (out / "data.npz").is_symlink()
+    folder_ok(out)

@@ -28,6 +28,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from remedysweep.files import atomic_write
+
 MODEL_FILE = "model.keras"
 OBJECTS_FILE = "custom_objects.pkl"
 DATA_FILE = "data.npz"
@@ -164,7 +166,7 @@ def save(model: Any, folder: Path) -> dict[str, Any]:
                 cloudpickle.register_pickle_by_value(module)
                 registered.append(module)
         settings, left_out = _compile_settings(model)
-        (folder / OBJECTS_FILE).write_bytes(cloudpickle.dumps({"objects": objects, "compile": settings}))
+        atomic_write(folder / OBJECTS_FILE, cloudpickle.dumps({"objects": objects, "compile": settings}))
         if left_out:
             info["compile_left_out"] = left_out
     except Exception as exc:
@@ -174,13 +176,29 @@ def save(model: Any, folder: Path) -> dict[str, Any]:
         for module in registered:
             cloudpickle.unregister_pickle_by_value(module)
     try:
-        model.save(folder / MODEL_FILE)
+        _replace_with(folder / MODEL_FILE, lambda tmp: model.save(tmp))
     except Exception as exc:
-        (folder / MODEL_FILE).unlink(missing_ok=True)
         info["model_problem"] = _line(exc)
         return info
     info["model"] = MODEL_FILE
     return info
+
+
+def _replace_with(path: Path, write: Any) -> None:
+    """``write(tmp)`` a temporary file beside ``path`` (same suffix), then rename
+    it over ``path``: never half a file, and never through a symlink someone
+    put in its place (the rename replaces the link, not what it points to)."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_with_data(model: Any, out: Path, ds: Any, *, data_is_split_of_validation: bool = False) -> dict[str, Any]:
@@ -208,7 +226,7 @@ def save_with_data(model: Any, out: Path, ds: Any, *, data_is_split_of_validatio
                 arrays[f"x_{split}"] = _storable(xs)
             labels = y[np.sort(keep)]  # in the form the user's loss takes (one-hot stays one-hot)
             arrays[f"y_{split}"] = np.asarray(ds.targets(labels, ds.label_format)) if ds.label_format == "one_hot" else labels
-        np.savez(out / DATA_FILE, **arrays)
+        _replace_with(out / DATA_FILE, lambda tmp: np.savez(tmp, **arrays))
         info["data"] = DATA_FILE
         info["data_is_split_of_validation"] = data_is_split_of_validation
         info["rows"] = {"train": int(len(arrays["y_train"])), "val": int(len(arrays["y_val"])), "val_given": n_val}
