@@ -276,14 +276,23 @@ class Watch(keras.callbacks.Callback):
 def _dataset(model: Any, data: Any, train_data: Any) -> Any:
     """``data`` as a :class:`~remedysweep.engine.data.Dataset` (its validation
     half), labels in the format the model's loss takes."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ValueError(f"the model has {len(outputs)} outputs; Watch takes single-output classifiers")
     if data is None:
         return None
     from remedysweep.engine.sources import adopt_label_format, dataset_from_arrays
 
+    for name, given in (("data", data), ("train_data", train_data)):
+        if given is not None and (not isinstance(given, (tuple, list)) or len(given) != 2):
+            raise ValueError(f"Watch({name}=...) takes a pair of arrays (x, y), got {type(given).__name__}; "
+                             "for a tf.data pipeline, pass a sample of it as arrays")
     x, y = data
     tx, ty = train_data if train_data is not None else data
     ds = dataset_from_arrays("watch", ((tx, ty), (x, y)), "Watch", "data")
-    units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else _output_units(model, ds)
+    units = int(outputs[0].shape[-1]) if outputs else _output_units(model, ds)
+    if units > 1 and ds.n_classes > units:
+        raise ValueError(f"the labels of data= go up to class {ds.n_classes - 1}, but the model has {units} output units")
     return adopt_label_format(ds, units)
 
 

@@ -275,3 +275,24 @@ def test_watch_never_writes_through_a_link_in_its_folder(tmp_path: Path):
         assert target.read_bytes() == b"the user's own bytes", name
     assert not (out / "model.keras").is_symlink() and not (out / "data.npz").is_symlink()
     folder_ok(out)
+
+
+def test_what_watch_cannot_watch_is_one_line_at_the_start(tmp_path: Path):
+    """A tf.data pipeline as data=, labels beyond the output units and a
+    two-output model: one warning line each when training begins, and the
+    user's fit goes on."""
+    (x_tr, y_tr), (x_va, y_va) = zoo.digits_int()
+    ds = tf.data.Dataset.from_tensor_slices((x_va, y_va)).batch(32)
+    inputs = keras.Input((64,))
+    h = keras.layers.Dense(16, activation="relu")(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(10, activation="softmax")(h), keras.layers.Dense(10, activation="softmax")(h)])
+    two.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "sparse_categorical_crossentropy"])
+    cases = [(zoo.softmax_sparse(), (x_tr, y_tr), ds, "takes a pair of arrays"),
+             (zoo.softmax_sparse(), (x_tr, y_tr), (x_va, y_va + 10), "go up to class 19, but the model has 10 output units"),
+             (two, (x_tr, (y_tr, y_tr)), None, "the model has 2 outputs")]
+    for i, (model, (x, y), data, needle) in enumerate(cases):
+        with pytest.warns(RuntimeWarning) as seen:
+            h = model.fit(x, y, epochs=1, verbose=0, callbacks=[Watch(tmp_path / f"w{i}", data=data, verbose=False)])
+        lines = [str(w.message) for w in seen if "remedysweep Watch" in str(w.message)]
+        assert len(lines) == 1 and needle in lines[0] and "\n" not in lines[0], lines
+        assert len(h.history["loss"]) == 1  # the user's training went on
