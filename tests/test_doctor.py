@@ -205,7 +205,11 @@ def test_a_change_that_diverges_is_never_a_fix_and_the_verdict_and_report_say_so
     """A candidate whose every seed ends NaN ranks below every finite one, is
     counted as diverged, and the verdict, doctor.json and doctor.html are written."""
     plugin = Path(__file__).parent / "plugins" / "poison.py"
-    v = doctor("softmax_twice", "digits_int", epochs=6, seeds=2, budget=6, plugins=(str(plugin),), out=tmp_path)
+    lines: list[str] = []
+    v = doctor("softmax_twice", "digits_int", epochs=6, seeds=2, budget=6, plugins=(str(plugin),), out=tmp_path, echo=lines.append)
+    steps = [line[:3] for line in lines if line[:1].isdigit()]
+    assert steps == ["1/5", "2/5", "3/5", "4/5", "5/5"], steps  # every step said, in order
+    assert any(line.strip().startswith("training ") for line in lines)  # a line before each round, not minutes of silence
     poisoned = [t for t in v["tried"] if t["fix"] == "poison=nan"]
     assert poisoned and poisoned[0]["outcomes"] == {"diverged": 2} and poisoned[0]["at_chance"] == 2, v["tried"]
     assert poisoned[0]["spread"] == 0.0

@@ -160,7 +160,7 @@ class Doctor:
             verdict.update(recommendation=None, tried=[], best_partial=None,
                            conclusion=f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f})"
                            + (f"; noted: {', '.join(sorted(symptoms))}" if symptoms else ""))
-            self.echo("2/5 nothing to fix (no sanity check needed)")
+            self.echo("2/5 nothing to fix: no sanity check needed; 3/5 search and 4/5 confirmation skipped")
             self.echo(f"5/5 verdict: {verdict['conclusion']}")
             return verdict
 

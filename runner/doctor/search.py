@@ -127,6 +127,7 @@ class Search:
         configs = configs[: self._room()]
         if not configs:
             return []
+        self.echo(f"    training {len(configs)} {source} change(s) x {self.seeds} seed(s) together ...")  # a round can take minutes
         found = self.evaluate(configs, source)
         for c in found:
             c.invasiveness = self.invasiveness(c.changes)
