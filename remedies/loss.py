@@ -209,17 +209,19 @@ class LossRemedy(Remedy):
         knob_cols = [c for c in trials.attrs.get("knobs", []) if c != "loss"]
         rows: list[tuple[Any, ...]] = [("keras_default runs compared with", "pairs (same seed and other knobs)",
                                          "identical val. accuracy curves", "largest difference in val. accuracy")]
+        # keyed and grouped once (not one filter per run): a report of 100,000 runs stays fast
+        key = trials[["seed", *knob_cols]].astype(str).agg("|".join, axis=1)
+        first = {}
+        for loss, k, number in zip(trials["loss"], key, trials["trial_number"]):
+            first.setdefault((loss, k), number)
+        val = {n: g.to_numpy(dtype=float) for n, g in curves.groupby("trial_number")["val_accuracy"]} if not curves.empty else {}
         for other in ("fused_logits", "unfused"):
             diffs = []
-            for _, row in kd.iterrows():
-                mask = (trials["loss"] == other) & (trials["seed"] == row["seed"])
-                for k in knob_cols:
-                    mask &= trials[k].astype(str) == str(row[k])
-                match = trials[mask]
-                if match.empty or curves.empty:
+            for number, k in zip(kd["trial_number"], key[kd.index]):
+                match = first.get((other, k))
+                if match is None or number not in val or match not in val:
                     continue
-                a = curves[curves["trial_number"] == row["trial_number"]]["val_accuracy"].to_numpy(dtype=float)
-                b = curves[curves["trial_number"] == match.iloc[0]["trial_number"]]["val_accuracy"].to_numpy(dtype=float)
+                a, b = val[number], val[match]
                 n = min(len(a), len(b))
                 if n:
                     diffs.append(float(np.nanmax(np.abs(a[:n] - b[:n]))))

@@ -321,15 +321,18 @@ def aligned_curves(run: RunData, window: int = 5) -> pd.DataFrame:
     if t.empty or c.empty or "collapse_epoch" not in t or "trial_number" not in c:
         return pd.DataFrame()
     collapsed = t[t["outcome"] == "collapsed"]
-    median_epoch = int(pd.to_numeric(collapsed["collapse_epoch"], errors="coerce").median()) if not collapsed.empty else 1
-    frames = []
-    for _, row in t[t["outcome"].isin(["collapsed", "healthy"])].iterrows():
-        anchor = int(row["collapse_epoch"]) if row["outcome"] == "collapsed" and row["collapse_epoch"] == row["collapse_epoch"] else median_epoch
-        rc = c[c["trial_number"] == row["trial_number"]].copy()
-        rc["offset"] = rc["epoch"] - anchor
-        rc["outcome"] = row["outcome"]
-        frames.append(rc[(rc["offset"] >= -window) & (rc["offset"] <= window)])
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    epochs = pd.to_numeric(collapsed["collapse_epoch"], errors="coerce").dropna()
+    median_epoch = int(epochs.median()) if not epochs.empty else 1
+    runs = t[t["outcome"].isin(["collapsed", "healthy"])][["trial_number", "outcome", "collapse_epoch"]].copy()
+    if runs.empty:
+        return pd.DataFrame()
+    # one merge, not one filter per run: a report of 100,000 runs stays fast
+    anchor = pd.to_numeric(runs["collapse_epoch"], errors="coerce")
+    runs["_anchor"] = anchor.where((runs["outcome"] == "collapsed") & anchor.notna(), median_epoch).astype(int)
+    merged = c.merge(runs[["trial_number", "outcome", "_anchor"]], on="trial_number", how="inner")
+    merged["offset"] = merged["epoch"] - merged["_anchor"]
+    merged = merged[(merged["offset"] >= -window) & (merged["offset"] <= window)].drop(columns="_anchor")
+    return merged.reset_index(drop=True)
 
 
 DIAGNOSTICS = {

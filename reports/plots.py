@@ -19,6 +19,11 @@ OUTCOME_COLORS = {
 }
 
 
+#: At most this many runs are drawn as lines per panel (figures stay small and
+#: fast at 100,000 runs); the title says when fewer than all are drawn.
+MAX_LINES = 300
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -152,7 +157,9 @@ def aligned_curves_plot(aligned: pd.DataFrame, column: str, label: str, chance: 
         if g.empty or column not in g:
             continue
         color = OUTCOME_COLORS[outcome]
-        for _, run in g.groupby("trial_number"):
+        for i, (_, run) in enumerate(g.groupby("trial_number")):
+            if i >= MAX_LINES:  # the median below is over every run; only the thin lines are capped
+                break
             ax.plot(run["offset"], run[column], color=color, alpha=0.25, lw=0.8)
         med = g.groupby("offset")[column].median()
         ax.plot(med.index, med.values, color=color, lw=2, label=f"{outcome} (n={g['trial_number'].nunique()})")
@@ -174,17 +181,20 @@ def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataF
     plt = _plt()
     outcomes = [o for o in OUTCOME_COLORS if (trials["outcome"] == o).any()]
     fig, axes = plt.subplots(1, max(1, len(outcomes)), figsize=(2.6 * max(1, len(outcomes)), 2.4), sharey=True, squeeze=False)
+    by_run = dict(tuple(curves.groupby("trial_number"))) if not curves.empty else {}  # grouped once, not filtered per run
+    probes_by_run = dict(tuple(probes.groupby("trial_number"))) if not probes.empty else {}
     for ax, outcome in zip(axes[0], outcomes):
         numbers = trials[trials["outcome"] == outcome]["trial_number"]
-        for n in numbers:
-            c = curves[curves["trial_number"] == n]
-            p = probes[probes["trial_number"] == n] if not probes.empty else probes
-            xs = list(p["epoch"]) + list(c["epoch"]) if not p.empty else list(c["epoch"])
-            ys = list(p["probe_accuracy"]) + list(c["val_accuracy"]) if not p.empty else list(c["val_accuracy"])
+        drawn = numbers if len(numbers) <= MAX_LINES else numbers.sample(MAX_LINES, random_state=0)
+        for n in drawn:
+            c = by_run.get(n, curves.iloc[:0])
+            p = probes_by_run.get(n)
+            xs = list(p["epoch"]) + list(c["epoch"]) if p is not None else list(c["epoch"])
+            ys = list(p["probe_accuracy"]) + list(c["val_accuracy"]) if p is not None else list(c["val_accuracy"])
             order = np.argsort(xs)
             ax.plot(np.asarray(xs)[order], np.asarray(ys)[order], color=OUTCOME_COLORS[outcome], alpha=0.45, lw=0.9)
         ax.axhline(chance, color="#868e96", ls=":", lw=1)
-        ax.set_title(f"{outcome} ({len(numbers)})")
+        ax.set_title(f"{outcome} ({len(numbers)}" + (f", {MAX_LINES} drawn)" if len(numbers) > MAX_LINES else ")"))
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("val. accuracy")
