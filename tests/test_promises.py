@@ -496,8 +496,13 @@ def test_json_files_that_are_fifos_never_hang_run_report_or_doctor(tmp_path: Pat
     doctor_dir.mkdir()
     os.mkfifo(doctor_dir / "doctor.json")
     zoo = Path(__file__).parent / "doctor" / "zoo.py"
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    model = ("--model", f"{zoo}:softmax_sparse")
     for args in (("report", str(report_dir)), ("run", str(sweep), "--out", str(run_dir)),
-                 ("doctor", "--model", f"{zoo}:softmax_sparse", "--data", f"{zoo}:digits_int", "--out", str(doctor_dir))):
+                 ("doctor", *model, "--data", f"{zoo}:digits_int", "--out", str(doctor_dir)),
+                 ("doctor", *model, "--data", str(tmp_path / "pipe.csv"), "--out", str(tmp_path / "d1")),
+                 ("doctor", *model, "--data", str(tmp_path / "zero.npz"), "--out", str(tmp_path / "d2"))):
         t0 = time.monotonic()
         r = cli(*args, timeout=60)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, (args, r.stderr)

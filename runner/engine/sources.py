@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from remedysweep.errors import SweepError, one_line
-from remedysweep.files import available_memory, quiet_stderr
+from remedysweep.files import available_memory, not_a_file, quiet_stderr
 
 from .config import DataSpec, ModelSpec, Sweep
 from .data import BUILTIN, Dataset, input_arrays, map_inputs, n_samples
@@ -301,6 +301,9 @@ def load_data(spec: DataSpec, file: str = "<sweep>") -> Dataset:
             raise SweepError(file, "data.loader", f"{spec.loader}: the function raised {one_line(exc)}") from None
         return dataset_from_arrays(Path(spec.loader.rsplit(":", 1)[0]).stem, raw, file, "data.loader")
     path = Path(spec.path)
+    problem = None if path.is_dir() else not_a_file(path)  # a FIFO or /dev/zero behind a data path never hangs or fills memory
+    if problem:
+        raise SweepError(file, "data.path", f"{path} {problem}")
     if path.is_dir():
         raw = _load_images(path, spec, file)
     elif path.suffix == ".npz":
