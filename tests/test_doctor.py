@@ -94,13 +94,17 @@ def test_bad_doctor_input_is_one_line(tmp_path: Path):
     bad = tmp_path / "bad.py"
     bad.write_text("import numpy as np\n"
                    "def mismatched():\n    return (np.zeros((10, 4)), np.zeros(9)), (np.zeros((5, 4)), np.zeros(5))\n"
+                   "def exits():\n    import sys\n    sys.exit(0)\n"
+                   "def one_class():\n    return (np.zeros((10, 64), 'float32'), np.arange(10) % 2), (np.zeros((5, 64), 'float32'), np.zeros(5, 'int64'))\n"
                    "def raises():\n    raise RuntimeError('no data today')\n"
                    "def labels():\n    return (np.zeros((10, 64), 'float32'), np.arange(10) * 3), (np.zeros((5, 64), 'float32'), np.arange(5))\n")
     for data, needle in (("mismatched", "x_train has [10] rows but y_train has 9"), ("raises", "no data today"),
-                         ("labels", "output units")):
+                         ("labels", "output units"), ("one_class", "y_val has only class 0")):
         r = cli("doctor", "--model", f"{ZOO}:softmax_sparse", "--data", f"{bad}:{data}", "--out", str(tmp_path / data))
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
         assert not (tmp_path / data).exists()
+    r = cli("doctor", "--model", f"{bad}:exits", "--data", f"{ZOO}:digits_int", "--out", str(tmp_path / "exits"))
+    assert r.returncode == 2 and "building the model raised SystemExit" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):

@@ -15,7 +15,7 @@ def add_parser(sub: Any) -> None:
     from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS
 
     d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
-    d.add_argument("--from", dest="from_", metavar="FOLDER", help="a run folder remedysweep.keras.Watch wrote: start from the model and data sample it holds")
+    d.add_argument("--from", dest="from_", metavar="FOLDER", help="a run folder remedysweep.keras.Watch wrote: start from the model and data sample it holds (the code saved in it runs, as importing your script would: use it on folders you wrote)")
     d.add_argument("--model", help="FILE.py:FUNCTION or package.module:FUNCTION returning a compiled keras.Model, or a saved .keras file")
     d.add_argument("--data", help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
     d.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DOCTOR_EPOCHS}; with --from, the epochs the watched run trained)")

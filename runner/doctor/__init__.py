@@ -92,6 +92,9 @@ def watched_sources(folder: str | Path, data: str | None = None) -> tuple[ModelS
         data_spec = _data_spec(data)
     elif saved.get("data") == "data.npz" and (path / "data.npz").is_file():
         data_spec = DataSpec(path=str((path / "data.npz").resolve()))
+    elif saved.get("data") == "data.npz":
+        raise SweepError(str(path / "data.npz"), None, "missing: Watch saved its data sample there, and it is gone; "
+                                                       "give --data as well")
     else:
         raise SweepError(str(path / "watch.json"), "doctor.data", "no data sample: Watch was given no data=(x_val, y_val); "
                                                                   "give --data as well")

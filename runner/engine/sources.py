@@ -172,6 +172,9 @@ def dataset_from_arrays(name: str, data: Any, file: str, key: str) -> Dataset:
     n_classes = max(n_tr, n_va)
     if len(np.unique(y_tr)) < 2:
         raise SweepError(file, key, f"y_train has only class {int(y_tr[0])}; a classifier needs at least two classes")
+    if len(np.unique(y_va)) < 2:
+        raise SweepError(file, key, f"y_val has only class {int(y_va[0])}: chance would be 1.0 and no accuracy could tell a "
+                                    "healthy run from a broken one; give validation data with at least two classes")
     if fmt == "int" and n_classes == 2 and set(np.unique(np.concatenate([y_tr, y_va]))) <= {0, 1}:
         fmt = "binary_or_int"
     ds = Dataset(name, x_tr, y_tr, x_va, y_va, n_classes, fmt)
@@ -499,7 +502,7 @@ def _check_problem(sweep: Sweep) -> Dataset:
         model = source.build(0, data)
     except SweepError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a builder that calls sys.exit() ends nothing but the check
         raise SweepError(file, source.key, f"{where}: building the model raised {one_line(exc)}") from None
     try:
         info = describe_model(model, data)
