@@ -221,3 +221,14 @@ def test_a_change_that_diverges_is_never_a_fix_and_the_verdict_and_report_say_so
     assert "poison=nan" not in rec.get("changes", []), rec
     html = write_doctor_report(v, tmp_path).read_text()
     assert "poison=nan" in html and json.loads((tmp_path / "doctor.json").read_text())["conclusion"] == v["conclusion"]
+
+
+def test_a_model_with_nothing_to_train_is_refused_before_training(tmp_path: Path):
+    frozen = tmp_path / "frozen.py"
+    frozen.write_text("import keras\n"
+                      "def build():\n"
+                      "    m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation='relu'), keras.layers.Dense(10, activation='softmax')])\n"
+                      "    for layer in m.layers:\n        layer.trainable = False\n"
+                      "    m.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n    return m\n")
+    with pytest.raises(SweepError, match="no trainable weights"):
+        diagnose_sources(f"{frozen}:build", f"{ZOO}:digits_int", epochs=2, seeds=1, budget=2)

@@ -108,6 +108,11 @@ class Doctor:
         setup = self._setup(sweep, data)
         info = setup.info
         base_model = setup.source.build(0, setup.data)
+        if not base_model.trainable_weights:  # seed noise would pass for a fix
+            from remedysweep.errors import SweepError
+
+            raise SweepError("--model", None, "the model has no trainable weights (every layer frozen): nothing in it can learn, "
+                                              "so no change can be verified; unfreeze the layers that should train")
         faults = {**head_faults(base_model, info), **static_faults(base_model, setup.data.n_classes)}
         facts = {**info.facts(), **setup.data.facts, **model_facts(base_model), "one_hot_labels": setup.data.label_format == "one_hot",
                  "n_classes": setup.data.n_classes, "batch_size": sweep.training.batch_size, "chance": setup.data.chance,
