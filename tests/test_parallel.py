@@ -148,7 +148,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes(tmp_path: Path, release):
     sweep = held_sweep(tmp_path, "sigint")
     out = tmp_path / "run"
     proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
-    wait_for(lambda: running_workers(out, "sigint"))
+    wait_for(lambda: len(held_workers(tmp_path)) >= 2, proc=proc)  # both workers wait inside a run
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -184,12 +184,15 @@ def test_sigterm_and_sighup_stop_the_workers_and_release_their_runs(tmp_path: Pa
     """SIGTERM to the coordinator alone (as a service manager sends it): the
     workers stop, their runs go back to the queue, the results so far are
     exported, exit 143; no worker trains on as an orphan."""
+    seen: set[int] = set()
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
         name = f"term{int(sig)}"
         sweep = held_sweep(tmp_path, name, seeds="[0, 1, 2]")
         out = tmp_path / f"run_{name}"
         proc = start("run", str(sweep), "--out", str(out), "--workers", "2", "--no-progress")
-        workers = wait_for(lambda: running_workers(out, name))
+        wait_for(lambda: len(held_workers(tmp_path) - seen) >= 2, proc=proc)  # both workers wait inside a run: the coordinator is idle
+        seen |= held_workers(tmp_path)
+        workers = running_workers(out, name)
         os.kill(proc.pid, sig)  # the coordinator only, not its process group
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == code, stderr

@@ -108,7 +108,7 @@ class Doctor:
         setup = self._setup(sweep, data)
         info = setup.info
         base_model = setup.source.build(0, setup.data)
-        if not base_model.trainable_weights:  # seed noise would pass for a fix
+        if base_model.built and base_model.weights and not base_model.trainable_weights:  # seed noise would pass for a fix
             from remedysweep.errors import SweepError
 
             raise SweepError("--model", None, "the model has no trainable weights (every layer frozen): nothing in it can learn, "
