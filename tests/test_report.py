@@ -199,5 +199,9 @@ def test_compare_two_run_folders(tmp_path: Path, evil_run: Path):
     assert r.returncode == 2 and "not a report remedysweep wrote" in r.stderr and (other / "trials.csv").read_text().startswith("trial_number")
     r = cli("compare", str(evil_run), str(other), cwd=tmp_path)
     assert r.returncode == 0 and (evil_run / "compare-other.html").exists() and not (tmp_path / "compare.html").exists()
+    unmarked = tmp_path / "unmarked"  # the same results copied into a folder remedysweep did not make: nothing written into it
+    shutil.copytree(evil_run, unmarked, ignore=shutil.ignore_patterns(".remedysweep", "compare-*"))
+    r = cli("compare", str(unmarked), str(other))
+    assert r.returncode == 2 and "not a folder remedysweep made" in r.stderr and not list(unmarked.glob("compare-*"))
     n = len(t) // 2  # runs per loss value
     assert an.fmt_rate(n, n) in html  # every run of the second folder at chance
