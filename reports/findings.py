@@ -320,7 +320,8 @@ def broken_breakdown(rows: pd.DataFrame) -> str:
     degraded = rows[rows["outcome"] == "degraded"]
     if len(degraded):
         finals = pd.to_numeric(degraded["final_val_accuracy"], errors="coerce").dropna()
-        span = f" (final {finals.min():.2f}–{finals.max():.2f})" if len(finals) else ""
+        lo, hi = (f"{finals.min():.2f}", f"{finals.max():.2f}") if len(finals) else ("", "")
+        span = "" if not lo else f" (final {lo})" if lo == hi else f" (final {lo}–{hi})"
         parts.append(f"{len(degraded)} degraded{span}")
     if outcomes.get("failed"):
         parts.append(f"{outcomes['failed']} failed")

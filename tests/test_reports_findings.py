@@ -49,7 +49,7 @@ def test_findings_json_and_the_report_lead_with_them(tmp_path: Path):
     # the answer first: the baseline's damage counted in full, then the smallest change that avoids it
     assert found["answer"].startswith("The baseline (loss = unfused") and "3/3 broken: 3 at chance" in found["answer"]
     assert "Smallest change that avoided ending at chance on every seed: activation: leaky_relu → relu" in found["answer"]
-    assert "9/432 broken: 8 at chance, 1 degraded (final 0.20–0.20)" in found["answer"]
+    assert "9/432 broken: 8 at chance, 1 degraded (final 0.20)" in found["answer"]  # one run: one figure, not a range
     assert summary.index(found["answer"].split(":")[0]) < summary.index("Runs end at chance where loss = unfused")
 
 
