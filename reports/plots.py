@@ -52,6 +52,24 @@ def plain_ticks(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+#: Panels per row in the small-multiple figures: wider rows would be scaled
+#: down to the page's width and their text with them.
+MAX_COLS = 3
+
+
+def _panels(plt: Any, n: int, panel: tuple[float, float], **kwargs: Any) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels, at most MAX_COLS to a row; panels left over in
+    the last row are hidden."""
+    n = max(1, n)
+    cols = min(n, MAX_COLS)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False, **kwargs)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def to_svg(fig: Any) -> str:
     """The figure as inline SVG text (self-contained, no external references)."""
     plt = _plt()
@@ -79,7 +97,7 @@ def rate_bars(rates: pd.DataFrame, knob: str) -> Any:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of runs")
     ax.set_title(knob)
-    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
     return fig
 
 
@@ -172,7 +190,7 @@ def aligned_curves_plot(aligned: pd.DataFrame, column: str, label: str, chance: 
         plain_ticks(ax.yaxis)
     ax.set_xlabel("epochs from collapse")
     ax.set_title(label)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     return fig
 
 
@@ -180,10 +198,10 @@ def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataF
     """Validation accuracy of every run, by outcome, with the in-epoch probes."""
     plt = _plt()
     outcomes = [o for o in OUTCOME_COLORS if (trials["outcome"] == o).any()]
-    fig, axes = plt.subplots(1, max(1, len(outcomes)), figsize=(2.6 * max(1, len(outcomes)), 2.4), sharey=True, squeeze=False)
+    fig, axes = _panels(plt, len(outcomes), (2.6, 2.4), sharey=True)
     by_run = dict(tuple(curves.groupby("trial_number"))) if not curves.empty else {}  # grouped once, not filtered per run
     probes_by_run = dict(tuple(probes.groupby("trial_number"))) if not probes.empty else {}
-    for ax, outcome in zip(axes[0], outcomes):
+    for ax, outcome in zip(axes, outcomes):
         numbers = trials[trials["outcome"] == outcome]["trial_number"]
         drawn = numbers if len(numbers) <= MAX_LINES else numbers.sample(MAX_LINES, random_state=0)
         for n in drawn:
@@ -197,7 +215,8 @@ def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataF
         ax.set_title(f"{outcome} ({len(numbers)}" + (f", {MAX_LINES} drawn)" if len(numbers) > MAX_LINES else ")"))
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.02)
-    axes[0][0].set_ylabel("val. accuracy")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("val. accuracy")
     return fig
 
 
@@ -239,7 +258,7 @@ def comparison_bars(a: pd.DataFrame, b: pd.DataFrame, knob: str, name_a: str, na
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("ended at chance")
     ax.set_title(knob)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     return fig
 
 
@@ -250,15 +269,16 @@ def curve_groups(series: dict[str, list[list[float]]], chance: float) -> Any:
     # one change per title line: "a + b + c" is wider than its panel
     titles = ["\n".join(name.split(" + ")) for name in series]
     lines = max((t.count("\n") + 1 for t in titles), default=1)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.3 + 0.15 * (lines - 1)), sharey=True, squeeze=False)
-    for ax, title, (name, curves) in zip(axes[0], titles, series.items()):
+    fig, axes = _panels(plt, n, (2.6, 2.3 + 0.15 * (lines - 1)), sharey=True)
+    for ax, title, (name, curves) in zip(axes, titles, series.items()):
         for c in curves:
             ax.plot(range(1, len(c) + 1), c, color="#c92a2a" if name == "your model" else "#1864ab", alpha=0.7, lw=1)
         ax.axhline(chance, color="#868e96", ls=":", lw=1)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.02)
-    axes[0][0].set_ylabel("val. accuracy")
+    for ax in axes[::MAX_COLS]:
+        ax.set_ylabel("val. accuracy")
     return fig
 
 
@@ -267,13 +287,22 @@ def run_diagnostics(curves: dict[str, list[float]], keys: list[tuple[str, str]])
     plt = _plt()
     shown = [(k, label) for k, label in keys if any(v == v for v in curves.get(k, []))]
     n = max(1, len(shown))
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], shown):
+    fig, axes = _panels(plt, n, (2.6, 2.2))
+    for ax, (key, label) in zip(axes, shown):
         values = curves.get(key, [])
         ax.plot(range(1, len(values) + 1), values, color="#1864ab", lw=1.2)
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("epoch")
     return fig
+
+
+def _short(value: float) -> str:
+    """An axis value in at most about six characters (2.31k, 0.0654, 1.2e-05)."""
+    a = abs(value)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if a >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.1e}" if 0 < a < 1e-3 else f"{value:.3g}"
 
 
 def panels_svg(panels: list[tuple[str, list[list[float]], float | None, tuple[float, float] | None]]) -> str:
@@ -287,8 +316,10 @@ def panels_svg(panels: list[tuple[str, list[list[float]], float | None, tuple[fl
     w, h, left, top, bottom = 214, 150, 50, 22, 26
     pw, ph = w - left - 10, h - top - bottom
     parts = []
+    per_row = 4  # 856 px: the page never scales the row, or its text, down
     for i, (title, lines, reference, y_range) in enumerate(panels):
-        x0 = i * w
+        x0 = 0
+        parts.append(f'<g transform="translate({(i % per_row) * w},{(i // per_row) * h})">')
         values = [v for line in lines for v in line if v == v and abs(v) != float("inf")]
         if y_range is not None:
             lo, hi = y_range
@@ -307,11 +338,15 @@ def panels_svg(panels: list[tuple[str, list[list[float]], float | None, tuple[fl
 
         parts.append(f'<rect x="{x0 + left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ced4da"/>')
         parts.append(f'<text x="{x0 + left + pw / 2}" y="14" text-anchor="middle" font-size="11">{escape(title)}</text>')
-        for value, y in ((hi, top + 4), (lo, top + ph)):
-            parts.append(f'<text x="{x0 + left - 4}" y="{y}" text-anchor="end" font-size="9" fill="#495057">{value:.3g}</text>')
-        parts.append(f'<text x="{x0 + left}" y="{top + ph + 12}" font-size="9" fill="#495057">1</text>')
-        parts.append(f'<text x="{x0 + left + pw}" y="{top + ph + 12}" text-anchor="end" font-size="9" fill="#495057">{n}</text>')
-        parts.append(f'<text x="{x0 + left + pw / 2}" y="{top + ph + 22}" text-anchor="middle" font-size="9" fill="#495057">epoch</text>')
+        for value, y in ((hi, top), ((lo + hi) / 2, top + ph / 2), (lo, top + ph)):  # three values on each axis
+            parts.append(f'<text x="{x0 + left - 5}" y="{y + 3.5:.1f}" text-anchor="end" font-size="10" fill="#495057">{_short(value)}</text>')
+            parts.append(f'<line x1="{x0 + left - 3}" x2="{x0 + left}" y1="{y:.1f}" y2="{y:.1f}" stroke="#868e96"/>')
+        ticks = [(1, "start", 0.0)] + ([((n + 1) // 2, "middle", ((n + 1) // 2 - 1) / (n - 1))] if n >= 5 else []) \
+            + ([(n, "end", 1.0)] if n > 1 else [])
+        for epoch, anchor, frac in ticks:
+            parts.append(f'<text x="{x0 + left + pw * frac:.1f}" y="{top + ph + 12}" text-anchor="{anchor}" font-size="10" '
+                         f'fill="#495057">{epoch}</text>')
+        parts.append(f'<text x="{x0 + left + pw / 2}" y="{top + ph + 23}" text-anchor="middle" font-size="10" fill="#495057">epoch</text>')
         if reference is not None and lo <= reference <= hi:
             y = top + ph * (1 - (reference - lo) / (hi - lo))
             parts.append(f'<line x1="{x0 + left}" x2="{x0 + left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#868e96" stroke-dasharray="2,3"/>')
@@ -327,6 +362,8 @@ def panels_svg(panels: list[tuple[str, list[list[float]], float | None, tuple[fl
                     else:
                         parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="#1864ab" stroke-width="1.3"/>')
                     segment = []
-    total = max(1, len(panels)) * w
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{h}" viewBox="0 0 {total} {h}" '
+        parts.append("</g>")
+    total = min(max(1, len(panels)), per_row) * w
+    height = -(-max(1, len(panels)) // per_row) * h
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{height}" viewBox="0 0 {total} {height}" '
             f'font-family="sans-serif" role="img">{"".join(parts)}</svg>')

@@ -22,12 +22,18 @@ def render_watch(result: Any, seen: dict[str, int], chance: float, folder: Path,
     curves = result.curves
     import markupsafe
 
+    def recorded(k: str) -> bool:
+        return any(v == v for v in curves.get(k, []))
+
     accuracy = [(label, [curves[k]], chance if chance == chance else None, (0.0, 1.0))
-                for k, label in (("val_accuracy", "validation accuracy"), ("accuracy", "training accuracy")) if curves.get(k)]
-    shown = [(label, [curves[k]], None, None) for k, label in DIAGNOSTICS if any(v == v for v in curves.get(k, []))]
+                for k, label in (("val_accuracy", "validation accuracy"), ("accuracy", "training accuracy")) if recorded(k)]
+    # a penalty that is 0 throughout (no regularizer) says nothing: no panel
+    shown = [(label, [curves[k]], None, None) for k, label in DIAGNOSTICS
+             if recorded(k) and (k != "penalty" or any(v for v in curves[k] if v == v))]
     figs = [markupsafe.Markup(plots.panels_svg(accuracy)), markupsafe.Markup(plots.panels_svg(shown))]
     # every symptom the console printed, also one that had passed by the end
     names = list(result.symptoms) + [s for s in sorted(seen, key=lambda k: seen[k]) if s not in result.symptoms]
     symptoms = [{"name": s, "epoch": seen.get(s), "meaning": SYMPTOMS.get(s, ""), "at_end": s in result.symptoms} for s in names]
     return env().get_template("watch.html.j2").render(r=result, figs=figs, symptoms=symptoms, chance=chance, folder=str(folder),
-                                                      saved=saved, suggestions=suggestions, generator=GENERATOR)
+                                                      saved=saved, suggestions=suggestions, generator=GENERATOR,
+                                                      no_train_accuracy=not recorded("accuracy"))

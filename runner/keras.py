@@ -41,6 +41,8 @@ FOLDER_KIND = "watch"
 #: The run folder is rewritten when a symptom appears, at the end, and otherwise
 #: at most this often (seconds) while training goes on.
 WRITE_EVERY_S = 2.0
+#: What an accuracy metric is called in ``fit``'s logs, by how it was compiled.
+ACCURACY_NAMES = ("acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy")
 WATCH_FILES = (TRIALS_CSV, CURVES_CSV, PROBES_CSV, SWEEP_FILE, "watch.json", "watch.html", "model.keras", "custom_objects.pkl", "data.npz")
 
 
@@ -172,6 +174,11 @@ class Watch(keras.callbacks.Callback):
         if rec is None:
             return
         d = self.probe[0]() if self.probe is not None else _weights_only(self.model)
+        for key in ("accuracy", "val_accuracy"):  # the same metric under the name it was compiled with
+            prefix = key[:-len("accuracy")]
+            named = [prefix + k for k in ACCURACY_NAMES if prefix + k in logs]
+            if key not in logs and named:
+                logs[key] = logs[named[0]]
         if "val_accuracy" not in logs and self.probe is not None:
             logs["val_accuracy"] = self.probe[2]()  # the whole of `data`, as a sweep's validation accuracy
         if "accuracy" not in logs:

@@ -188,7 +188,9 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     wait and reuse it. Tests copy it (:func:`copy_of`) rather than change it."""
     import fcntl
 
-    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this session
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the xdist workers of this session (without xdist, the parent outlives it)
     folder = root / f"built-once-{name}"
     with open(root / f"built-once-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from pages import assert_readable, read_page
 from conftest import cli
 from remedysweep.doctor import diagnose_sources, write_doctor_report
 from remedysweep.errors import SweepError
@@ -74,6 +75,9 @@ def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path)
     html = write_doctor_report(v, tmp_path).read_text()
     assert "loss=fused_logits" in html and "<svg" in html
     assert html.count(str(markupsafe.escape(v["conclusion"]))) == 1  # the verdict once, not again under "The fix"
+    facts = read_page(tmp_path / "doctor.html", screenshot=tmp_path / "doctor.png")
+    assert_readable(facts)
+    assert facts["visible_text"].index("fused_logits") < facts["visible_text"].index("Faults seen"), "the fix comes first"
     assert (tmp_path / "trials.csv").exists() and (tmp_path / "doctor.json").exists()
     r = cli("report", str(tmp_path))  # the search's runs are a run folder like any other
     assert r.returncode == 0, r.stderr

@@ -15,6 +15,7 @@ import pytest
 
 import shapes
 import zoo
+from pages import assert_readable, read_page
 from remedysweep.engine.runtime import configure_tensorflow
 
 configure_tensorflow()
@@ -46,13 +47,16 @@ def test_watch_follows_every_way_fit_is_called(tmp_path: Path):
         assert len(pd.read_csv(out / "curves.csv")) == 3
     keras.utils.set_random_seed(0)
     model = zoo.binary_sigmoid()
-    model.compile(optimizer="adam", loss="binary_crossentropy", steps_per_execution=4)
+    model.compile(optimizer="adam", loss="binary_crossentropy", steps_per_execution=4, metrics=["binary_accuracy"])
     (xb, yb), (xbv, ybv) = zoo.digits_binary()
     ds = tf.data.Dataset.from_tensor_slices((xb, yb)).shuffle(100, seed=0).batch(32)
     out = tmp_path / "binary"
     model.fit(ds, epochs=3, verbose=0, callbacks=[Watch(out, data=(xbv, ybv), verbose=False, early_probes=3)])
     folder_ok(out)
     assert pd.read_csv(out / "trials.csv")["outcome"].iloc[0] == "healthy"
+    # the accuracy metric under the name it was compiled with is the training accuracy
+    assert pd.read_csv(out / "curves.csv")["accuracy"].between(0.5, 1).all()
+    assert "training accuracy" in (out / "watch.html").read_text() and "No training accuracy" not in (out / "watch.html").read_text()
 
 
 def test_a_watched_run_is_classified_as_the_same_run_in_a_sweep(tmp_path: Path, capsys):
@@ -117,6 +121,8 @@ def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsy
     assert f"wrote {out / 'watch.html'}" in ours[-1] and "doctor --from" in ours[-1]
     html = (out / "watch.html").read_text()
     assert "SparseCategoricalCrossentropy" not in html
+    assert "No training accuracy was recorded" in html  # compiled without metrics: said, not drawn as an empty panel
+    assert_readable(read_page(out / "watch.html", screenshot=tmp_path / "watch.png"))
     meta = json.loads((out / "watch.json").read_text())
     for name in meta["seen"]:
         assert f"<code>{name}</code>" in html, name
