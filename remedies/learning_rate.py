@@ -30,6 +30,12 @@ def _round(v: float) -> float:
     return float(f"{v:.3g}")
 
 
+def _same_rate(a: float, b: float) -> bool:
+    """Equal as learning rates: a model's rate is read back as float32
+    (0.001 -> 0.0010000000475), and trying it again changes nothing."""
+    return math.isclose(a, b, rel_tol=1e-5)
+
+
 def usual(facts: Mapping[str, Any]) -> tuple[float, float, float]:
     name = str(facts.get("optimizer", ""))
     if name == "SGD" and facts.get("momentum"):
@@ -70,7 +76,7 @@ class LearningRateRemedy(Remedy):
             out += [lr / 10, lr / 100]
         elif symptoms & TOO_LOW and lr * 10 <= 1.0:
             out += [lr * 10, lr * 100]
-        return [_round(v) for v in dict.fromkeys(out) if 1e-6 <= v <= 10.0 and abs(v - lr) > 1e-12]
+        return [_round(v) for v in dict.fromkeys(out) if 1e-6 <= v <= 10.0 and not _same_rate(v, lr)]
 
     def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
         lr = facts.get("learning_rate")
@@ -78,7 +84,7 @@ class LearningRateRemedy(Remedy):
             return ()
         low, typical, high = usual(facts)
         values = [lr / 100, lr / 10, lr * 10, lr * 100, typical, typical * 10, typical / 10]
-        return [_round(v) for v in dict.fromkeys(values) if 1e-6 <= v <= 10.0 and abs(v - lr) > 1e-12]
+        return list(dict.fromkeys(_round(v) for v in values if 1e-6 <= v <= 10.0 and not _same_rate(v, lr)))
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         before = facts.get("learning_rate")

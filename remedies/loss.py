@@ -172,7 +172,7 @@ class LossRemedy(Remedy):
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
         trigger = {"collapsed", "diverged", "exploding_logits", "zero_gradients", "handwritten_loss", "softmax_twice",
-                   "improper_output_activation", "softmax_missing", "probabilities_from_logits"}
+                   "improper_output_activation", "softmax_missing", "probabilities_from_logits", "custom_loss_on_logits"}
         return ["fused_logits"] if symptoms & trigger else ()
 
     def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:

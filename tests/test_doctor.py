@@ -36,9 +36,11 @@ def doctor(model: str, data: str, epochs: int = 8, seeds: int = 2, budget: int =
     ("cnn", "digits_images"),
 ])
 def test_healthy_controls_are_left_alone(model, data):
-    v = doctor(model, data)
+    """Healthy, and trained long enough to fit their own training data: nothing
+    to search for (at fewer epochs they underfit, and doctor searches)."""
+    v = doctor(model, data, epochs=30 if model == "binary_sigmoid" else 16)
     assert v["baseline"]["at_chance"] == 0 and v["recommendation"] is None and v["tried"] == []
-    assert "no change needed" in v["conclusion"]
+    assert "no change needed" in v["conclusion"] and "fits its own training data" in v["conclusion"], v["conclusion"]
     assert v["sanity_check"]["passed"] is None  # a model that trains healthy needs no easy-data check
 
 
@@ -66,6 +68,23 @@ def test_each_classic_problem_gets_its_symptom_and_a_verified_fix(model, data, s
     assert "->" in v["conclusion"]  # accuracy before and after, not only seeds at chance
 
 
+def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_reaches():
+    """The miss a new user met first: a hand-written focal loss on a logits
+    output trains "healthy" at a poor accuracy, without fitting its own training
+    data. Doctor searches, reduces the winner to the one change that matters, and
+    the fix is judged against the same model written right, not against the
+    broken one."""
+    healthy = doctor("focal_on_sigmoid", "digits_binary_raw_images", epochs=10, seeds=2, budget=0)
+    assert healthy["baseline_outcome"] == "healthy" and "fits its own training data" in healthy["conclusion"], healthy["conclusion"]
+    v = doctor("focal_on_logits", "digits_binary_raw_images", epochs=10, seeds=2, budget=4)
+    assert "custom_loss_on_logits" in v["symptom_names"] and "underfitting" in v["symptom_names"], v["symptom_names"]
+    assert "no change needed" not in v["conclusion"], v["conclusion"]
+    rec = v["recommendation"]
+    assert rec is not None and rec["changes"] == ["loss=fused_logits"], v["conclusion"]
+    assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])
+    assert "BinaryCrossentropy(from_logits=True)" in rec["code"][0] and "keep the output as it is" in rec["code"][0]
+
+
 def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
     v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=6, out=tmp_path)
     assert v["baseline"]["at_chance"] >= 1 and {"handwritten_loss", "collapsed"} <= set(v["symptom_names"])
@@ -84,7 +103,7 @@ def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path)
 
 
 def test_the_cli_prints_json_and_never_fails_on_a_healthy_binary_model(tmp_path: Path):
-    r = cli("doctor", "--model", f"{ZOO}:binary_sigmoid", "--data", f"{ZOO}:digits_binary", "--epochs", "4", "--seeds", "2",
+    r = cli("doctor", "--model", f"{ZOO}:binary_sigmoid", "--data", f"{ZOO}:digits_binary", "--epochs", "30", "--seeds", "2",
             "--out", str(tmp_path / "doc"), "--json")
     assert r.returncode == 0, r.stderr
     verdict = json.loads(r.stdout)
@@ -142,8 +161,23 @@ def test_saved_keras_model_and_npz_data(tmp_path: Path):
     zoo.softmax_sparse().save(tmp_path / "model.keras")
     (x_tr, y_tr), (x_va, y_va) = zoo.digits_int()
     np.savez(tmp_path / "data.npz", x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va)
-    v = diagnose_sources(str(tmp_path / "model.keras"), str(tmp_path / "data.npz"), epochs=4, seeds=2)
+    v = diagnose_sources(str(tmp_path / "model.keras"), str(tmp_path / "data.npz"), epochs=4, seeds=2, budget=0)
     assert v["baseline"]["at_chance"] == 0 and v["recommendation"] is None
+    # 4 epochs leave it short of fitting its training data: healthy, yet not "no change needed"
+    assert v["conclusion"].startswith("nothing was tried") and "does not fit its own training data" in v["conclusion"], v["conclusion"]
+
+
+def test_the_models_own_learning_rate_is_never_a_change():
+    """A rate read back from the model is float32 (0.001 -> 0.0010000000475):
+    trying "learning_rate=0.001" on it would change nothing and pad a fix."""
+    from remedysweep.remedies.learning_rate import LearningRateRemedy
+
+    lr = float(np.float32(0.001))
+    r = LearningRateRemedy()
+    for symptoms in (frozenset(), frozenset({"slow_convergence"}), frozenset({"learning_rate_high", "oscillation"})):
+        values = [*r.explore({"learning_rate": lr, "optimizer": "Adam"}), *r.suggest(symptoms, {"learning_rate": lr, "optimizer": "Adam"})]
+        assert values and not any(abs(v - 0.001) < 1e-9 for v in values), values
+    assert len(set(r.explore({"learning_rate": lr, "optimizer": "Adam"}))) == len(r.explore({"learning_rate": lr, "optimizer": "Adam"}))
 
 
 def test_a_less_invasive_change_that_did_worse_than_the_model_never_hides_the_fix():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +108,7 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
     assert np.isfinite(h.history["loss"]).all()
 
 
-def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsys):
+def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsys, monkeypatch):
     """Its lines never run on from Keras's progress bar, it says where the page
     is, and the page advises the loss class for one-hot labels, ranked as
     doctor ranks its changes, with every symptom the console printed."""
@@ -131,10 +133,16 @@ def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsy
     assert first < html.index("<h2>Symptoms</h2>") and first < html.index("<code>learning_rate="), "the headline says what to try first"
     # doctor --from on this folder (no train_data): it reproduces the collapse, or says it could not and why
     assert meta["watched"]["outcome"] == "collapsed" and meta["watched"]["epochs_run"] == 12 and meta["watched"]["steps_per_epoch"] == 43
-    from remedysweep.doctor import diagnose_sources
+    from remedysweep.doctor import diagnose_sources, diagnosis
 
-    lines = []
-    v = diagnose_sources(None, None, from_=out, seeds=2, budget=2, echo=lines.append)
+    stamped = []
+    monkeypatch.setattr(diagnosis, "HEARTBEAT_S", 1.0)  # doctor's "still training" line, at a pace this short run shows
+    v = diagnose_sources(None, None, from_=out, seeds=2, budget=2, echo=lambda line: stamped.append((time.monotonic(), line)))
+    lines = [line for _, line in stamped]
+    beats = [line for line in lines if line.startswith("    ... ")]
+    assert beats and all(re.search(r"training .*: \d+/\d+ done after \d+ s$", b) for b in beats), beats
+    gaps = [b[0] - a[0] for a, b in zip(stamped, stamped[1:])]
+    assert max(gaps) < 1.0 + 4.0, max(gaps)  # the beat, plus what doctor does between rounds
     assert v["epochs"] == 12 and "no change needed" not in v["conclusion"], v["conclusion"]
     assert any("Watch was given no train_data" in line and "against the watched run's 43" in line for line in lines[:3]), lines[:3]
     if v["baseline"]["at_chance"] == 0 and not v["baseline"]["degraded"]:

@@ -36,9 +36,9 @@ from remedysweep.remedies import AS_BUILT
 from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make_sweep
 from remedysweep.engine.folder import JOURNAL_FILE, JOURNAL_FILES
 from remedysweep.engine.result import RunResult, Thresholds
-from remedysweep.engine.symptoms import STATIC_FAULTS, SYMPTOMS, model_symptoms
+from remedysweep.engine.symptoms import FITS_TRAINING, STATIC_FAULTS, SYMPTOMS, model_symptoms
 
-from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select
+from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select, tolerance, within_noise
 from .search import Search, SearchLog
 
 #: Symptoms that make a model need a fix even when no seed ended at chance.
@@ -136,7 +136,11 @@ class Doctor:
         base = baseline.summary
         symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
-        problems = outcome_problems | (symptoms & DEFINITE)
+        fit = _training_fit(base, data.chance)
+        underfits = fit is not None and fit < FITS_TRAINING
+        if underfits:
+            symptoms.add("underfitting")
+        problems = outcome_problems | (symptoms & DEFINITE) | ({"underfitting"} if underfits else set())
         outcome = max(base["outcomes"], key=base["outcomes"].get)
         self.echo(f"    baseline {outcome}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
                   + f"; final accuracy per seed {_per_seed(base)}")
@@ -144,7 +148,7 @@ class Doctor:
             self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
         for m in base["messages"]:
             self.echo(f"    message: {m}")
-        if problems:  # a model that trains healthy on every seed can learn: easy data would tell nothing more
+        if problems - {"underfitting"}:  # a model that trains healthy, or rises well above chance, can learn: easy data would tell nothing more
             self.echo("2/5 sanity check on easy data (one input pattern per class) ...")
             sanity = self.sanity_check(sweep, data)
             self.echo(f"    {'passed' if sanity['passed'] else 'FAILED'}: accuracy {sanity['accuracy']:.2f} after {sanity['epochs']} epochs"
@@ -153,6 +157,9 @@ class Doctor:
                 symptoms.add("cannot_learn_easy_data")
         else:
             sanity = {"passed": None, "accuracy": None, "epochs": 0, "message": "not needed: the model trains healthy on every seed"}
+            if underfits:
+                self.echo(f"    it does not fit its own training data (training accuracy {_train_phrase(base)}): searching for a change "
+                          "that does materially better")
         verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=outcome,
                        symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
                        baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
@@ -163,7 +170,8 @@ class Doctor:
             return verdict
         if not problems:
             verdict.update(recommendation=None, tried=[], best_partial=None,
-                           conclusion=f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f})"
+                           conclusion=f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}) "
+                                      f"and fits its own training data (training accuracy {_train_phrase(base)})"
                            + (f"; noted: {', '.join(sorted(symptoms))}" if symptoms else ""))
             self.echo("2/5 nothing to fix: no sanity check needed; 3/5 search and 4/5 confirmation skipped")
             self.echo(f"5/5 verdict: {verdict['conclusion']}")
@@ -250,7 +258,8 @@ class Doctor:
         s = replace(s, training=replace(s.training, early_probes=0, batch_size=min(batch, easy.n_train)))
         try:
             setup = self._setup(s, easy)
-            r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, extra_callbacks=(_StopWhenLearned(SANITY_PASS),))
+            with _Heartbeat(self.echo, f"sanity check: training up to {epochs} epochs", 1):
+                r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, extra_callbacks=(_StopWhenLearned(SANITY_PASS),))
         except Exception as exc:
             return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
         acc = r.final_val_accuracy
@@ -263,7 +272,8 @@ class Doctor:
 
         seeds = list(seeds if seeds is not None else range(self.seeds))
         runs = [(knobs, s) for knobs in configs for s in seeds]
-        results = train_runs(setup, runs)
+        with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
+            results = train_runs(setup, runs, on_done=beat.done)
         out = []
         for i, knobs in enumerate(configs):
             mine = results[i * len(seeds):(i + 1) * len(seeds)]
@@ -281,8 +291,8 @@ class Doctor:
         """Select, confirm on fresh seeds, and word the verdict."""
         chance = setup.data.chance
         base = baseline.summary
-        out: dict[str, Any] = {"tried": [_tried(c) for c in log.candidates] + [{"fix": s["fix"], "applicable": False, "why": s["why"]}
-                                                                            for s in log.skipped],
+        skipped = [{"fix": s["fix"], "applicable": False, "why": s["why"]} for s in log.skipped]
+        out: dict[str, Any] = {"tried": [_tried(c) for c in log.candidates] + skipped,
                                "search": {"spent": log.spent, "settled": log.settled, "rounds": log.rounds,
                                           "space": {k: [str(v) for v in vs] for k, vs in log.space.items()}},
                                "recommendation": None, "best_partial": None}
@@ -293,49 +303,98 @@ class Doctor:
         fresh = range(self.seeds, 2 * self.seeds)
         pool = contenders(log.candidates, baseline)
         attempts = 0
+        base_again: Candidate | None = None  # your model on the fresh seeds: trained once, whatever is confirmed against it
+        unreduced: tuple[Candidate, Candidate] | None = None
         while pool and attempts < 2:
-            chosen, best = select(pool)
-            if chosen is None:
-                break
-            # a change that removes the cause seen in the model is preferred to
-            # tuning around it, as long as it gets as far (within the repair margin)
-            fixing, _ = select([c for c in pool if set(c.changes) & log.root_changes])
-            if fixing is not None and fixing is not chosen and rank_key(fixing)[0] <= rank_key(chosen)[0] \
-                    and median(fixing.summary) >= median(best.summary) - REPAIR_MARGIN:
-                chosen = fixing
+            if unreduced is not None:  # the reduced change fell short of confirmation: the whole combination gets the next look
+                (original, best), unreduced = unreduced, None
+                chosen = original
+            else:
+                chosen, best = select(pool)
+                if chosen is None:
+                    break
+                # a change that removes the cause seen in the model is preferred to
+                # tuning around it, as long as it gets as far (within the repair margin)
+                fixing, _ = select([c for c in pool if set(c.changes) & log.root_changes])
+                if fixing is not None and fixing is not chosen and rank_key(fixing)[0] <= rank_key(chosen)[0] \
+                        and median(fixing.summary) >= median(best.summary) - REPAIR_MARGIN:
+                    chosen = fixing
+                original, chosen = chosen, self._reduce(setup, chosen, log)
             attempts += 1
-            again, base_again = self.evaluate(setup, [chosen.knobs, {}], "confirmation", seeds=fresh)
-            self._record({}, base_again.results, fresh)
+            if base_again is None:
+                again, base_again = self.evaluate(setup, [chosen.knobs, {}], "confirmation", seeds=fresh)
+                self._record({}, base_again.results, fresh)
+            else:
+                again, = self.evaluate(setup, [chosen.knobs], "confirmation", seeds=fresh)
             ok, figures = confirmed(chosen.results + again.results, baseline.results + base_again.results, chance)
             label = chosen.label
             self.echo(f"    {label}: median {median(figures['baseline']):.3f} -> {median(figures['candidate']):.3f} over "
                       f"{figures['candidate']['runs']} seeds, one-sided Mann-Whitney p = {figures['p_value']:.2g}"
                       + (" -> confirmed" if ok else " -> not confirmed"))
             described = self._describe(setup, chosen, best, figures, facts)
+            out["tried"] = [_tried(c) for c in log.candidates] + skipped  # with the reduction's runs
             if ok:
                 out["recommendation"] = described
                 out["conclusion"] = described["summary"] + ("" if log.settled else
                                                             "; the budget ran out before the search settled: a larger --budget may find more")
                 return out
             out["best_partial"] = out["best_partial"] or described
-            pool = [c for c in pool if c is not chosen]
+            if chosen is not original:
+                unreduced = (original, best)
+            pool = [c for c in pool if c is not chosen and c is not original]
         best_any = min(log.candidates, key=rank_key) if log.candidates else None
+        if not log.candidates and self.budget == 0:
+            out["conclusion"] = "nothing was tried: the search's budget is 0 runs (give --budget to search for a fix)"
+            if not outcome_problems:
+                out["conclusion"] += (f"; healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}), but it "
+                                      f"does not fit its own training data (training accuracy {_train_phrase(base)})")
+            return out
         if not outcome_problems and not (symptoms & set(faults)):
             noted = ", ".join(sorted(symptoms))
             out["best_partial"] = None
-            out["conclusion"] = (f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}); "
-                                 f"noted: {noted}; none of the {len(log.candidates)} changes tried did clearly better")
+            out["conclusion"] = (f"no change needed: healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}), "
+                                 f"and the search found nothing materially better: none of the {len(log.candidates)} changes tried "
+                                 f"was confirmed" + (f" (best: {best_any.label}, median {median(best_any.summary):.3f})" if best_any else "")
+                                 + f"; noted: {noted}")
             return out
         if out["best_partial"]:
             out["conclusion"] = "no change tried was confirmed as a fix; the best partial fix is " + out["best_partial"]["summary"]
         elif best_any is not None:
             out["conclusion"] = (f"no change tried did better than your model (best: {best_any.label}, median "
                                  f"{median(best_any.summary):.3f} against {median(base):.3f})")
-        elif self.budget == 0:
-            out["conclusion"] = "nothing was tried: the search's budget is 0 runs (give --budget to search for a fix)"
         else:
             out["conclusion"] = "no remedy applies to these symptoms"
         return out
+
+    def _reduce(self, setup: Any, chosen: Candidate, log: SearchLog) -> Candidate:
+        """The smallest part of ``chosen`` that does as well: drop each change in
+        turn (reusing runs the search already has; never one that removes a
+        cause seen in the model), keep the drop that stays within the seed
+        noise, and repeat while more than one change is left."""
+        tol = tolerance(log.candidates, chosen)
+        while len(chosen.changes) > 1:
+            seen = {tuple(sorted(c.changes)): c for c in log.candidates}
+            # a change that removes a cause seen in the model stays: the cause is part of the fix
+            subsets = [tuple(ch for ch in chosen.changes if ch != drop) for drop in chosen.changes if drop not in log.root_changes]
+            if not subsets:
+                break
+            new = [dict(sub) for sub in subsets if tuple(sorted(sub)) not in seen]
+            if new:
+                self.echo(f"    reducing {chosen.label}: training {len(new)} smaller combination(s) x {self.seeds} seed(s) ...")
+                for c in self.evaluate(setup, new, "reduce"):
+                    c.invasiveness = sum(setup.registry[k].invasiveness for k, _ in c.changes)
+                    log.candidates.append(c)
+                    seen[tuple(sorted(c.changes))] = c
+            smaller = [seen[tuple(sorted(sub))] for sub in subsets]
+            keep = [c for c in smaller if within_noise(c, chosen, tol)]
+            if not keep:
+                break
+            best = min(keep, key=lambda c: (c.invasiveness, rank_key(c)))
+            dropped = [f"{k}={v}" for k, v in chosen.changes if (k, v) not in best.changes]
+            self.echo(f"    dropped {', '.join(dropped)}: {best.label} alone does as well (median {median(best.summary):.3f} "
+                      f"against {median(chosen.summary):.3f}, seed noise {tol:.3f})")
+            chosen = best
+        return chosen
 
     def _no_signal(self, setup: Any, baseline: Candidate, log: SearchLog) -> dict[str, Any] | None:
         """"No remedy helps; the labels may not follow from the inputs": nothing
@@ -418,12 +477,60 @@ class Doctor:
             self.queue.record(full, seed, result)
 
 
+#: While doctor trains, it says so at least this often (seconds).
+HEARTBEAT_S = 15.0
+
+
+class _Heartbeat:
+    """A line every HEARTBEAT_S seconds while a batch of runs trains, with how
+    many are done: doctor never sits silent through a long round."""
+
+    def __init__(self, echo: Callable[[str], None], what: str, total: int) -> None:
+        import threading
+
+        self.echo, self.what, self.total, self.finished = echo, what, total, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="remedysweep-doctor-heartbeat", daemon=True)
+
+    def done(self, n: int) -> None:
+        self.finished = n
+
+    def _beat(self) -> None:
+        import time
+
+        start = time.monotonic()
+        while not self._stop.wait(HEARTBEAT_S):
+            self.echo(f"    ... {self.what}: {self.finished}/{self.total} done after {time.monotonic() - start:.0f} s")
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _seeds_phrase(seeds: int) -> str:
     return f"all {seeds} seeds" if seeds > 1 else "its seed"
 
 
 def _per_seed(s: dict[str, Any]) -> str:
     return ", ".join("nan" if f != f else f"{f:.2f}" for f in s["final_accuracy"])
+
+
+def _training_fit(s: dict[str, Any], chance: float) -> float | None:
+    """How far from chance to 1 the median final training accuracy got (None
+    where the runs recorded no training accuracy)."""
+    train = [a for a in s.get("train_accuracy", []) if a is not None and a == a]
+    if not train:
+        return None
+    return (statistics.median(train) - chance) / max(1e-6, 1 - chance)
+
+
+def _train_phrase(s: dict[str, Any]) -> str:
+    train = [a for a in s.get("train_accuracy", []) if a is not None and a == a]
+    return f"median {statistics.median(train):.3f}" if train else "not recorded"
 
 
 def _fits_training(r: RunResult, chance: float) -> bool:

@@ -110,6 +110,19 @@ def contenders(candidates: Sequence[Candidate], baseline: Candidate) -> list[Can
     return [c for c in candidates if rank_key(c) < rank_key(baseline)]
 
 
+def tolerance(candidates: Sequence[Candidate], best: Candidate) -> float:
+    """How far below ``best``'s median another configuration may be and still
+    count as doing as well: twice the pooled seed noise, ``best``'s own spread,
+    at least 0.02."""
+    return max(0.02, 2 * seed_noise(candidates), spread(best.summary))
+
+
+def within_noise(c: Candidate, best: Candidate, tol: float) -> bool:
+    """``c`` does as well as ``best``: no more seeds at chance or failed, and a
+    median within ``tol``."""
+    return rank_key(c)[0] <= rank_key(best)[0] and median(c.summary) >= median(best.summary) - tol
+
+
 def select(candidates: Sequence[Candidate]) -> tuple[Candidate | None, Candidate | None]:
     """(chosen, best seen): the best by :func:`rank_key`, and among those within
     the seed noise of it (as many seeds at chance, a median within twice the
@@ -118,7 +131,7 @@ def select(candidates: Sequence[Candidate]) -> tuple[Candidate | None, Candidate
     if not tried:
         return None, None
     best = min(tried, key=rank_key)
-    tol = max(0.02, 2 * seed_noise(tried), spread(best.summary))
+    tol = tolerance(tried, best)
     near = [c for c in tried if rank_key(c)[0] == rank_key(best)[0] and median(c.summary) >= median(best.summary) - tol]
     chosen = min(near, key=lambda c: (c.invasiveness, len(c.changes), rank_key(c)))
     return chosen, best

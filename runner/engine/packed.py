@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -543,10 +543,12 @@ def base_problem(setup: Setup) -> str:
     return problem
 
 
-def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> list[RunResult]:
+def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]],
+               on_done: Callable[[int], None] | None = None) -> list[RunResult]:
     """Train ``runs`` in this process, packed wherever the sweep packs and the
     runs allow (one pack per pack key, at most ``max_pack`` runs each), the
     rest alone on the Keras path with the reason; results in the order given.
+    ``on_done(n)`` hears how many runs are done after each run or pack.
     What ``doctor`` and ``bench`` use for a batch of runs."""
     from .config import build_plan
     from .keras_trainer import run_alone
@@ -565,6 +567,8 @@ def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> l
                 key, why = None, error_message(exc)
         if key is None:
             results[i] = run_alone(setup, knobs, seed, path_note=why)
+            if on_done is not None:
+                on_done(len(results))
         else:
             groups.setdefault(key, []).append(i)
     for members in groups.values():
@@ -573,4 +577,6 @@ def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]]) -> l
             chunk = members[start:start + size]
             for i, r in zip(chunk, train_pack(setup, [runs[i] for i in chunk])):
                 results[i] = r
+            if on_done is not None:
+                on_done(len(results))
     return [results[i] for i in range(len(runs))]

@@ -35,6 +35,7 @@ SYMPTOMS: dict[str, str] = {
     "probabilities_from_logits": "the model outputs probabilities but its loss is told from_logits=True",
     "improper_output_activation": "the output activation is neither softmax, sigmoid nor linear (or a softmax over one unit)",
     "handwritten_loss": "a loss on probabilities that Keras cannot fuse into the stable form (hand-written, or not a cross-entropy)",
+    "custom_loss_on_logits": "the model outputs logits into a loss Keras does not know: if that loss expects probabilities (clips or logs them), it is given logits",
     "cannot_learn_easy_data": "the same model cannot learn easy data (one input pattern per class)",
     # static faults, read off the model and its compile settings (engine/faults.py)
     "bottleneck": "a hidden layer has fewer units than there are classes",
@@ -57,12 +58,17 @@ STATIC_FAULTS = ("bottleneck", "linear_hidden", "softmax_hidden", "saturating_sg
                  "negative_biases", "heavy_regularization", "heavy_dropout", "learning_rate_high", "learning_rate_low",
                  "runaway_momentum")
 
+#: A model "fits its own training data" when its final training accuracy gets
+#: this far from chance to 1; below it (and close to the validation accuracy)
+#: it underfits, and doctor searches even when it trains healthy.
+FITS_TRAINING = 0.85
+
 OUTCOME_SYMPTOMS = ("collapsed", "never_learned", "diverged", "degraded", "failed")
 
 #: Symptoms that name a cause seen in the model, its settings or the data:
 #: remedies that remove one are tried before those that relieve what runs show.
 ROOT_CAUSES = frozenset({"softmax_twice", "improper_output_activation", "softmax_missing", "probabilities_from_logits",
-                         "handwritten_loss", "unscaled_inputs", "bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd",
+                         "handwritten_loss", "custom_loss_on_logits", "unscaled_inputs", "bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd",
                          "constant_initializer", "initializer_scale", "negative_biases", "heavy_regularization", "heavy_dropout",
                          "learning_rate_high", "learning_rate_low", "runaway_momentum"})
 
@@ -141,7 +147,7 @@ def learning_symptoms(curves: Mapping[str, Sequence[Any]], chance: float | None)
     gap = max(1e-6, 1.0 - chance)
     if len(acc) >= 3 and val:
         fitted = (acc[-1] - chance) / gap  # how far from chance to 1 the training accuracy got
-        if 0.1 < fitted < 0.85 and acc[-1] - val[-1] < 0.1 * gap:
+        if 0.1 < fitted < FITS_TRAINING and acc[-1] - val[-1] < 0.1 * gap:
             out.append("underfitting")
     if len(loss) >= 3 and loss[0] > 0:
         barely = 0 <= (loss[0] - loss[-1]) / loss[0] < 0.1  # a loss that rose is not slow: it went the wrong way
@@ -172,4 +178,6 @@ def model_symptoms(info: Any) -> list[str]:
         out.append("probabilities_from_logits")
     if not info.keras_cross_entropy and final in ("softmax", "sigmoid"):
         out.append("handwritten_loss")
+    if not info.keras_cross_entropy and final == "linear" and info.loss not in ("", "none", None):
+        out.append("custom_loss_on_logits")  # a possible cause, not a certain one: searched only with other evidence
     return out

@@ -228,3 +228,41 @@ def rgb_cnn():
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
+
+
+def focal_loss(y_true, y_pred, gamma=2.0):
+    """A binary focal loss written by hand: it expects probabilities."""
+    y_true = tf.cast(tf.reshape(y_true, tf.shape(y_pred)), y_pred.dtype)
+    p = tf.clip_by_value(y_pred, 1e-7, 1 - 1e-7)
+    pt = y_true * p + (1 - y_true) * (1 - p)
+    return -tf.reduce_mean((1 - pt) ** gamma * tf.math.log(pt), axis=-1)
+
+
+def _focal_cnn(out_activation):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 16)(inputs)
+    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
+    x = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation=out_activation)(x))
+    model.compile(optimizer="adam", loss=focal_loss, metrics=["accuracy"])
+    return model
+
+
+def focal_on_logits():
+    """The focal loss above fed logits: it clips them as if they were
+    probabilities. No error, no NaN: the model just learns badly, and sometimes
+    falls to chance."""
+    return _focal_cnn(None)
+
+
+def focal_on_sigmoid():
+    """The same model written right: the reference the fix is judged against."""
+    return _focal_cnn("sigmoid")
+
+
+def digits_binary_raw_images():
+    """All 1797 digits as raw 0..16 images (the model rescales), 'five or more'."""
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split(x.reshape(-1, 8, 8, 1).astype("float32"), (y >= 5).astype("float32"),
+                                              test_size=0.3, random_state=0, stratify=y)
+    return (x_tr, y_tr), (x_va, y_va)
