@@ -10,7 +10,6 @@ error too, never a silent replacement.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from remedysweep.errors import one_line
-from remedysweep.files import quiet_stderr
+from remedysweep.files import file_digest, quiet_stderr
 
 from .base import AS_BUILT, PLAN_FIELDS, TRANSFORM, Categorical, FloatRange, IntRange, Remedy
 
@@ -116,7 +115,7 @@ class Registry:
             self.errors.append(PluginError(path.stem, source, "file not found"))
             return
         try:
-            digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            digest = "sha256:" + file_digest(path)
         except OSError as exc:
             self.errors.append(PluginError(path.stem, source, f"cannot be read: {exc.strerror or exc}"))
             return

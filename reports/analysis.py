@@ -88,7 +88,7 @@ def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     byte where they are)."""
     import io
 
-    from remedysweep.files import not_a_file
+    from remedysweep.files import not_a_file, read_limited
 
     if not path.exists():
         return pd.DataFrame()
@@ -96,7 +96,7 @@ def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     if problem:
         raise ReportError(f"{path}: {problem}")
     try:
-        data = path.read_bytes()
+        data = read_limited(path, 1 << 40)  # read whole: the guard is that it is a regular file
     except OSError as exc:
         raise ReportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
@@ -120,10 +120,15 @@ def load_run(path: str | Path) -> RunData:
     if not sweep_file.exists():
         raise ReportError(f"{path}: no sweep.json, so not a remedysweep run folder")
     try:
-        sweep = read_json(sweep_file)["sweep"]
-        knobs = [str(k["name"]) for k in sweep.get("knobs", [])]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise ReportError(f"{sweep_file}: unreadable ({type(exc).__name__})") from None
+        data = read_json(sweep_file)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ReportError(f"{sweep_file}: unreadable ({one_line(exc, 200, with_type=False)})") from None
+    sweep = data.get("sweep") if isinstance(data, dict) else None
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("knobs", []), list) \
+            or not all(isinstance(k, dict) and "name" in k for k in sweep.get("knobs", [])):
+        raise ReportError(f"{sweep_file}: not a sweep.json remedysweep wrote (it needs a \"sweep\" object whose \"knobs\" "
+                          "each have a \"name\"); run the sweep again, or report a folder remedysweep made")
+    knobs = [str(k["name"]) for k in sweep.get("knobs", [])]
     trials = _read_csv(path / TRIALS_CSV)
     if trials.empty:
         trials = pd.DataFrame(columns=["trial_number", "config_id", *knobs, "seed", "outcome", "peak_val_accuracy", "final_val_accuracy", "epochs_run", "train_seconds"])

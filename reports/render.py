@@ -18,7 +18,7 @@ import pandas as pd
 from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, OUTCOMES, TRIAL_COLUMNS, clean_json
 from remedysweep.errors import RunError, one_line
 from remedysweep.engine.folder import FINDINGS_JSON, REPORT_HTML
-from remedysweep.files import atomic_write, not_a_file
+from remedysweep.files import atomic_write, file_head, not_a_file, read_json
 
 from . import analysis as an
 from . import findings as fd
@@ -233,11 +233,8 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def _written_by_us(path: Path) -> bool:
-    if not_a_file(path):  # a FIFO or a device is nobody's report: never opened
-        return False
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(2048)
+        head = file_head(path, 2048)  # a FIFO or a device is nobody's report: never opened (b"")
     except OSError:
         return False
     return b'<meta name="generator" content="remedysweep' in head
@@ -247,8 +244,7 @@ def _findings_by_us(path: Path) -> bool:
     if not_a_file(path):
         return False
     try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read(64 << 20))
+        data = read_json(path)
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and {"runs", "regions", "lines"} <= set(data)

@@ -40,6 +40,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from remedysweep.engine.folder import TRIALS_CSV
+from remedysweep.files import atomic_write, packaged_text, read_csv
+
 
 def tf_matmul_peak(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 6) -> dict[str, float]:
     """Best float32 GFLOP/s of TensorFlow matmuls (graph mode, warm)."""
@@ -90,9 +93,7 @@ def mlp_train_flops(widths: list[int], samples: int) -> float:
 
 def quick_sweep_text() -> str:
     """The shipped quick sweep, read from the installed package."""
-    from importlib.resources import files
-
-    return (files("remedysweep.sweeps") / "quick.toml").read_text(encoding="utf-8")
+    return packaged_text("remedysweep.sweeps", "quick.toml")
 
 
 TINY_SWEEP = """name = "bench_tiny"
@@ -117,16 +118,14 @@ learning_rate = [0.01, 0.1]
 def _cli_sweep(text: str, folder: Path, name: str, workers: int, pack: bool) -> tuple[float, int]:
     """Run a sweep as the user runs it, a fresh ``remedysweep run`` process;
     returns (wall seconds, runs done)."""
-    import pandas as pd
-
     path = folder / f"{name}.toml"
-    path.write_text(text.replace("pack = true", "") .replace("[training]", f"[training]\npack = {'true' if pack else 'false'}", 1))
+    atomic_write(path, text.replace("pack = true", "").replace("[training]", f"[training]\npack = {'true' if pack else 'false'}", 1))
     out = folder / name
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "remedysweep", "run", str(path), "--out", str(out), "--workers", str(workers),
                     "--no-report", "--no-progress"], check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - t
-    return seconds, len(pd.read_csv(out / "trials.csv"))
+    return seconds, len(read_csv(out / TRIALS_CSV, 1 << 40))
 
 
 def sweeps(quick: bool, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -321,8 +320,6 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         echo(f"{name.ljust(width)}  {value}")
-    from remedysweep.files import atomic_write
-
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(result, indent=2))
     echo(f"wrote {path}")

@@ -168,8 +168,142 @@ def read_limited(path: Path, limit: int) -> bytes:
     problem = not_a_file(path)
     if problem:
         raise ValueError(problem)
+    parts, left = [], limit + 1
     with open(path, "rb") as fh:
-        return fh.read(limit + 1)
+        while left > 0:  # in chunks: a buffer of ``limit`` bytes is never asked for up front
+            chunk = fh.read(min(left, 16 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+    return b"".join(parts)
+
+
+def read_text(path: Path, limit: int, what: str = "file") -> str:
+    """A regular text file of at most ``limit`` bytes, decoded as UTF-8. Raises
+    ``OSError``/``ValueError`` (too big, not a regular file, not UTF-8)."""
+    data = read_limited(path, limit)
+    if len(data) > limit:
+        raise ValueError(f"the {what} is larger than {limit >> 20} MiB")
+    return data.decode("utf-8")
+
+
+def read_csv(path: Path, limit: int, **kwargs: Any) -> Any:
+    """A CSV file as a pandas DataFrame, read through :func:`read_text`."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(read_text(path, limit, "CSV file")), **kwargs)
+
+
+def packaged_text(package: str, name: str) -> str:
+    """A text file shipped inside an installed package (a sweep file)."""
+    from importlib.resources import files
+
+    return (files(package) / name).read_text(encoding="utf-8")
+
+
+def proc_text(path: str) -> str:
+    """A small file of /proc (a process's stat, its children), read whole."""
+    with open(path) as fh:
+        return fh.read(1 << 20)
+
+
+def file_head(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a regular file (b"" for anything else)."""
+    if not_a_file(path):
+        return b""
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut a regular file back to ``size`` bytes, durably."""
+    problem = not_a_file(path)
+    if problem:
+        raise ValueError(problem)
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def replace_with(path: Path, write: Callable[[str], Any]) -> None:
+    """``write(tmp)`` a temporary file beside ``path`` (same suffix), then rename
+    it over ``path``: never half a file, and never through a symlink someone
+    put in its place (the rename replaces the link, not what it points to)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: Any, path: Path) -> None:
+    """A Keras model saved to ``path`` through :func:`replace_with`."""
+    replace_with(path, lambda tmp: model.save(tmp))
+
+
+def save_arrays(path: Path, arrays: dict[str, Any]) -> None:
+    """Arrays saved as an uncompressed .npz through :func:`replace_with`."""
+    import numpy as np
+
+    replace_with(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def load_pickle(path: Path, limit: int) -> Any:
+    """A pickle remedysweep wrote, read as a regular file of at most ``limit``
+    bytes. It runs the code it holds: callers load only from a folder that
+    remedysweep marked as carrying the user's code."""
+    import pickle
+
+    data = read_limited(path, limit)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB")
+    return pickle.loads(data)
+
+
+def npz_declared_bytes(path: Path) -> int:
+    """The bytes an .npz's arrays will take once loaded, read from each array's
+    header inside the zip (a few hundred bytes each), before anything is
+    inflated: a small compressed file can declare gigabytes."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    problem = not_a_file(path)
+    if problem:
+        raise ValueError(problem)
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = npy.read_magic(member)
+                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return total
+
+
+def open_npz(path: Path, limit: int) -> Any:
+    """An .npz file's arrays, memory-mapped where they can be, without pickles,
+    after checking from the zip headers that they declare at most ``limit``
+    bytes. A context manager (numpy's ``NpzFile``). Raises ``ValueError`` for
+    too much or for what is not a regular file."""
+    import numpy as np
+
+    declared = npz_declared_bytes(path)
+    if declared > limit:
+        raise ValueError(f"its arrays declare {declared / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB allowed")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 #: The most a JSON file remedysweep reads back (run.json, sweep.json, doctor.json) may hold.
@@ -252,6 +386,44 @@ def check_folder(folder: Path, kind: str, allowed: tuple[str, ...] = (), legacy:
     if found != kind:
         raise RunError(f"{folder}: holds a remedysweep {found} folder, not a {kind} one; choose another --out")
     return True
+
+
+#: The lock file of a folder one remedysweep process is writing (a sweep's run
+#: folder, doctor's --out, Watch's folder).
+LOCK_FILE = ".remedysweep.lock"
+
+
+@contextlib.contextmanager
+def claim_folder(folder: Path, kind: str, what: str, legacy: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Hold ``folder`` as a remedysweep ``kind`` folder for the ``with`` block:
+    the marker rule (:func:`check_folder`), writable (:func:`check_writable`),
+    and an exclusive lock, so that two processes never write one folder. A
+    second one is refused in one line naming the holder. A folder this call
+    made is removed again when the block fails before anything else was
+    written there."""
+    from remedysweep.errors import RunError
+
+    folder = Path(folder)
+    check_folder(folder, kind, (LOCK_FILE,), legacy=legacy)
+    check_writable(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE)
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise RunError(f"{folder}: another remedysweep {what} ({held.holder or 'a running process'}) is using this folder; "
+                       "wait for it to finish, or choose another --out") from None
+    ok = False
+    try:
+        yield folder
+        ok = True
+    finally:
+        lock.release()
+        if made and not ok and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+            with contextlib.suppress(OSError):
+                (folder / LOCK_FILE).unlink()
+                folder.rmdir()
 
 
 def check_writable(path: Path) -> None:

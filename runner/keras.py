@@ -34,8 +34,9 @@ import keras
 import numpy as np
 
 from remedysweep.engine.folder import CURVES_CSV, PROBES_CSV, SWEEP_FILE, TRIALS_CSV
+from remedysweep.engine.symptoms import evidence
 from remedysweep.errors import one_line
-from remedysweep.files import atomic_write, check_folder, folder_kind, mark_folder
+from remedysweep.files import LOCK_FILE, FileLock, LockHeld, atomic_write, check_folder, folder_kind, mark_folder
 
 FOLDER_KIND = "watch"
 #: The run folder is rewritten when a symptom appears, at the end, and otherwise
@@ -69,7 +70,7 @@ class Watch(keras.callbacks.Callback):
         if unknown:
             raise ValueError(f"stop_on: unknown symptom(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(SYMPTOMS))}")
         self.out = Path(out)
-        check_folder(self.out, FOLDER_KIND)  # only a folder remedysweep wrote as a watch: never the user's files
+        check_folder(self.out, FOLDER_KIND, (LOCK_FILE,))  # only a folder remedysweep wrote as a watch: never the user's files
         self.data, self.train_data = data, train_data
         self.stop_on = tuple(stop_on)
         self.tensorboard = Path(tensorboard) if tensorboard is not None else None
@@ -107,6 +108,7 @@ class Watch(keras.callbacks.Callback):
 
     def on_train_end(self, logs: Any = None) -> None:
         self._guard("the end of training", self._end)
+        self._release()
         self._say()
 
     def _say(self, line: str | None = None) -> None:
@@ -132,12 +134,14 @@ class Watch(keras.callbacks.Callback):
             if self.model is not self._bound:
                 raise ValueError(f"this Watch already watches model {self._bound.name!r}; give model {self.model.name!r} "
                                  "a Watch of its own, with its own folder")
+            self._claim()
             self.recorder.sweep = self._sweep(self.recorder.epochs_run + int(self.params.get("epochs", 1)) - self._initial_epoch())
             return
         from remedysweep.engine.recorder import Recorder
 
         self._bound = self.model
         self.out.mkdir(parents=True, exist_ok=True)
+        self._claim()
         if folder_kind(self.out) is None:
             mark_folder(self.out, FOLDER_KIND)
         self.dataset = _dataset(self.model, self.data, self.train_data)
@@ -150,6 +154,22 @@ class Watch(keras.callbacks.Callback):
 
         self.saved = save_with_data(self.model, self.out, self.dataset, data_is_split_of_validation=self.train_data is None)
         self._write_meta()
+
+    def _claim(self) -> None:
+        """Hold the folder's lock while this fit runs: two Watches (two scripts,
+        two notebooks) never write one folder."""
+        if getattr(self, "_lock", None) is not None:
+            return
+        try:
+            self._lock = FileLock(self.out / LOCK_FILE).acquire()
+        except LockHeld as held:
+            raise ValueError(f"{self.out}: another remedysweep Watch ({held.holder or 'a running process'}) is writing this "
+                             "folder; give this one a folder of its own") from None
+
+    def _release(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     def _initial_epoch(self) -> int:
         return int(getattr(self.model, "_initial_epoch", 0) or 0)
@@ -194,7 +214,7 @@ class Watch(keras.callbacks.Callback):
         new = [s for s in partial.symptoms if s not in self.seen]
         for s in new:
             self.seen[s] = epoch + 1
-            self._say(f"remedysweep: epoch {epoch + 1}: {s}: {_evidence(s, partial, self.chance)}")
+            self._say(f"remedysweep: epoch {epoch + 1}: {s}: {evidence(s, partial, self.chance)}")
         hit = [s for s in new if s in self.stop_on]
         if hit:
             self.model.stop_training = True
@@ -444,27 +464,6 @@ def _weights_only(model: Any) -> dict[str, Any]:
     finite = all(np.all(np.isfinite(a)) for a in w)
     return {"weight_norm": float(np.sqrt(sum(float(np.sum(np.square(a.astype("float64")))) for a in w))) if finite else float("nan"),
             "weights_finite": finite}
-
-
-def _evidence(symptom: str, r: Any, chance: float) -> str:
-    """One line of evidence for a symptom, from the run so far."""
-    from remedysweep.engine.symptoms import SYMPTOMS
-
-    c = r.curves
-    val = [v for v in c.get("val_accuracy", []) if v == v]
-    text = {
-        "collapsed": f"validation accuracy {val[-1]:.3f} (chance {chance:.3f}) after a peak of {r.peak_val_accuracy:.3f}" if val else "",
-        "never_learned": f"validation accuracy {val[-1]:.3f}, never above chance {chance:.3f} by the rise margin" if val else "",
-        "diverged": f"loss or weights NaN/Inf from epoch {r.first_nonfinite_epoch}",
-        "degraded": f"validation accuracy {val[-1]:.3f}, {r.peak_val_accuracy - val[-1]:.3f} below its peak" if val else "",
-        "exploding_logits": f"mean |logit| {max(v for v in c.get('logit_abs_mean', [0]) if v == v):.1f}",
-        "dead_units": f"{c.get('dead_fraction', [float('nan')])[-1]:.0%} of hidden units never active on the probe batch",
-        "zero_gradients": f"{c.get('zero_grad_fraction', [float('nan')])[-1]:.0%} of kernel gradient entries exactly zero",
-        "exploding_gradients": f"gradient norm {max(v for v in c.get('grad_norm', [0]) if v == v):.3g}",
-        "penalty_dominates": f"penalty {c.get('penalty', [float('nan')])[-1]:.3g} of a loss of {c.get('loss', [float('nan')])[-1]:.3g}",
-        "oscillation": f"{r.oscillations} swings of the validation accuracy",
-    }.get(symptom, "")
-    return text or SYMPTOMS.get(symptom, "")
 
 
 def _suggestions(result: Any, model: Any, dataset: Any = None) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError, one_line
-from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_json
+from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder, proc_text, read_json, read_limited
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
@@ -169,8 +169,7 @@ def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out += [int(p) for p in fh.read().split()]
+            out += [int(p) for p in proc_text(f"/proc/{pid}/task/{task}/children").split()]
     except OSError:
         pass
     return out
@@ -393,8 +392,8 @@ def _check_journal_not_lost(out_dir: Path, spec: StorageSpec) -> None:
     if not csv.exists() or (journal.exists() and journal.stat().st_size > 0):
         return
     try:
-        rows = max(0, csv.read_bytes().count(b"\n") - 1)
-    except OSError:
+        rows = max(0, read_limited(csv, 1 << 40).count(b"\n") - 1)
+    except (OSError, ValueError):
         return
     if rows:
         raise RunError(f"{journal}: {'empty' if journal.exists() else 'missing'}, but {csv} holds {rows} finished run(s): the journal was lost; "

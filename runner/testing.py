@@ -161,7 +161,8 @@ class _Source:
 def check_values_round_trip(remedy: Remedy) -> None:
     """Values survive the study storage (a real journal file) and trials.csv."""
     import optuna
-    import pandas as pd
+
+    from remedysweep.files import atomic_write, read_csv
 
     from .engine.queue import RunQueue, StorageSpec
     from .engine.result import RunOutcome, RunResult
@@ -180,8 +181,8 @@ def check_values_round_trip(remedy: Remedy) -> None:
             assert any(type(got) is type(v) and got == v for v in values), f"{remedy.name}: {got!r} came back from the storage changed"
         trials, _, _ = results_frames(reread)
         csv = Path(tmp) / TRIALS_CSV
-        trials.to_csv(csv, index=False)
-        back = pd.read_csv(csv, keep_default_na=False, na_values=[""])[remedy.name].tolist()
+        atomic_write(csv, trials.to_csv(index=False))
+        back = read_csv(csv, 1 << 30, keep_default_na=False, na_values=[""])[remedy.name].tolist()
     for v, b in zip(values, back):
         same = (float(v) == float(b)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v) == str(b)
         assert same, f"{remedy.name}: {v!r} came back from trials.csv as {b!r}"

@@ -88,6 +88,10 @@ def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_r
 def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
     v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=6, out=tmp_path)
     assert v["baseline"]["at_chance"] >= 1 and {"handwritten_loss", "collapsed"} <= set(v["symptom_names"])
+    # each symptom with its numbers, not its definition
+    lines = {line.split(":", 1)[0]: line for line in v["symptoms"]}
+    assert re.search(r"^collapsed: validation accuracy 0\.\d+ \(chance 0\.\d+\) after a peak of 0\.\d+ \(on \d of 2 seeds\)$", lines["collapsed"]), lines
+    assert "underfitting" not in lines  # at chance is collapse, not underfitting
     assert "loss=fused_logits" in v["recommendation"]["changes"]
     assert v["sanity_check"]["passed"] is True  # a collapsing model still learns easy data
     assert any("from_logits=True" in c and "CategoricalCrossentropy(" in c for c in v["recommendation"]["code"])
@@ -146,6 +150,17 @@ def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):
         assert not (tmp_path / "d").exists()
     v = doctor("softmax_twice", "digits_int", epochs=2, seeds=1, budget=0)
     assert v["recommendation"] is None and "nothing was tried" in v["conclusion"], v["conclusion"]
+    # two doctors never write one folder: a held lock (here this process's) refuses the second in one line
+    from remedysweep.files import LOCK_FILE, FileLock
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with FileLock(busy / LOCK_FILE):
+        r = run_main(*base, "--out", str(busy))
+        assert r.returncode == 2 and "another remedysweep doctor (pid " in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert {p.name for p in busy.iterdir()} == {LOCK_FILE}  # nothing written
+    r = run_main(*base, "--budget", "0", "--out", str(busy))  # released: the folder is doctor's to use
+    assert r.returncode == 0, r.stderr
     from test_bad_input import tmpfs
 
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:  # a read-only file system: root cannot write there either

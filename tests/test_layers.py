@@ -81,3 +81,52 @@ def test_only_the_run_queue_touches_optuna_internals():
         if module != "remedysweep.engine.queue" and any(s in text for s in ("._storage", "._trial_id", "._study_id", "_get_stale_trial_ids")):
             offenders.append(module)
     assert not offenders, offenders
+
+
+# ----------------------------------------------------------------------------
+# One guard for files: only files.py touches a path
+# ----------------------------------------------------------------------------
+
+#: Calls that read or write a file by path. ``open`` is the builtin (``x.open``
+#: is a storage or an archive member); ``save`` is a Keras model's; ``to_csv``
+#: counts only with a path (without one it returns the text).
+PATH_METHODS = {"read_text", "write_text", "read_bytes", "write_bytes", "savez", "savez_compressed", "read_csv"}
+
+
+def _file_calls(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id == "open":
+            found.append((node.lineno, "open("))
+        elif isinstance(f, ast.Attribute):
+            owner = f.value.id if isinstance(f.value, ast.Name) else ""
+            if f.attr in PATH_METHODS:
+                buffer = node.args and isinstance(node.args[0], ast.Call) and getattr(node.args[0].func, "attr", "") in ("StringIO", "BytesIO")
+                if not buffer:  # pandas reading text already in memory
+                    found.append((node.lineno, f".{f.attr}("))
+            elif f.attr == "load" and owner in ("np", "numpy", "pickle", "cloudpickle"):
+                found.append((node.lineno, f"{owner}.load("))
+            elif f.attr == "save" and owner in ("model", "keras"):
+                found.append((node.lineno, f"{owner}.save("))
+            elif f.attr == "to_csv" and (node.args or any(k.arg == "path_or_buf" for k in node.keywords)):
+                found.append((node.lineno, ".to_csv(path)"))
+    return found
+
+
+def test_only_files_py_reads_or_writes_a_path():
+    """Every file remedysweep reads or writes goes through files.py, where a
+    path is checked once (a regular file, bounded, never through a link that
+    leaves its folder, written atomically): no module opens one on its own."""
+    offenders = []
+    for module, path in modules():
+        if module == "remedysweep.files":
+            continue
+        for line, call in _file_calls(ast.parse(path.read_text(), str(path))):
+            offenders.append(f"{path.relative_to(REPO)}:{line}: {call}")
+    assert not offenders, "\n".join(offenders)
+    # the scan sees what it looks for: files.py itself has each kind
+    seen = {call for _, call in _file_calls(ast.parse((REPO / "runner" / "files.py").read_text()))}
+    assert {"open(", "np.load(", "model.save("} <= seen, seen

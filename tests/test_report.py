@@ -149,6 +149,25 @@ def test_report_on_empty_and_partial_runs(tmp_path: Path, evil_run: Path):
     assert r.returncode == 2 and "not a run folder" in r.stderr
 
 
+def test_a_foreign_sweep_json_or_odd_rows_are_one_line(tmp_path: Path, evil_run: Path):
+    from conftest import run_main
+
+    odd = copy_of(evil_run, tmp_path / "odd")
+    before = {p.name: p.stat().st_mtime_ns for p in odd.iterdir()}
+    for text, needle in (('{"name": 5}', "not a sweep.json remedysweep wrote"), ('{"sweep": {"knobs": [3]}}', "not a sweep.json remedysweep wrote"),
+                         ("[1,2", "unreadable (Expecting")):
+        (odd / "sweep.json").write_text(text)
+        r = run_main("report", str(odd))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+    shutil.copy(evil_run / "sweep.json", odd / "sweep.json")
+    rows = (odd / "trials.csv").read_text().splitlines()
+    (odd / "trials.csv").write_text("\n".join([*rows[:2], "garbage,row", *rows[2:]]) + "\n")
+    r = run_main("report", str(odd))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "trials.csv: line 3" in r.stderr, r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in odd.iterdir() if p.name not in ("sweep.json", "trials.csv")} == \
+        {k: v for k, v in before.items() if k not in ("sweep.json", "trials.csv")}  # nothing written
+
+
 def test_compare_two_run_folders(tmp_path: Path, evil_run: Path):
     other = tmp_path / "other"
     shutil.copytree(evil_run, other)

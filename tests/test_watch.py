@@ -100,6 +100,15 @@ def test_stop_on_stops_training_and_a_failure_of_its_own_never_breaks_fit(tmp_pa
     with pytest.warns(RuntimeWarning, match="already watches model"):  # a reused Watch never records another model's fit
         second.fit(x_tr, y_tr, epochs=1, verbose=0, callbacks=[w])
     assert pd.read_csv(tmp_path / "once" / "trials.csv")["n_params"].iloc[0] == first.count_params()
+    # two Watches never write one folder: a held lock (here this process's) makes the second step aside, training goes on
+    from remedysweep.files import LOCK_FILE, FileLock
+
+    FileLock(tmp_path / "once" / LOCK_FILE).acquire().release()  # the lock went with the end of the fit
+    with FileLock(tmp_path / "once" / LOCK_FILE):
+        other = Watch(tmp_path / "once", data=(x_va, y_va), verbose=False)
+        with pytest.warns(RuntimeWarning, match="another remedysweep Watch \\(pid "):
+            h = zoo.softmax_sparse().fit(x_tr, y_tr, epochs=2, verbose=0, callbacks=[other])
+        assert len(h.history["loss"]) == 2 and len(pd.read_csv(tmp_path / "once" / "curves.csv")) == 1  # not written
     keras.utils.set_random_seed(0)
     model = zoo.softmax_sparse()
     with pytest.warns(RuntimeWarning, match="stopped watching"):

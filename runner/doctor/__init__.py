@@ -14,12 +14,13 @@ a fix in :mod:`.evidence`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 from remedysweep.errors import SweepError
-from remedysweep.files import atomic_write, check_folder, check_writable, folder_kind, mark_folder, read_json, read_limited
+from remedysweep.files import LOCK_FILE, atomic_write, check_folder, check_writable, claim_folder, folder_kind, mark_folder, read_json, read_limited
 
 from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
 
@@ -194,7 +195,8 @@ def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, s
         check_plugins("--plugin", None, tuple(str(Path(p).resolve()) for p in plugins))
     doctor = Doctor(model, data, epochs=epochs, seeds=seeds, budget=budget, plugins=plugins, echo=echo,
                     out=Path(out) if out is not None else None, strategy=strategy, pack=pack, watched=watched)
-    verdict = doctor.run()
+    with claim_folder(Path(out), FOLDER_KIND, "doctor", legacy=_legacy_doctor_folder) if out is not None else contextlib.nullcontext():
+        verdict = doctor.run()  # one doctor at a time writes a folder: a second is refused in one line
     verdict["_doctor"] = doctor
     return verdict
 
@@ -214,7 +216,7 @@ def _legacy_doctor_folder(folder: Path) -> bool:
 def check_doctor_folder(out: Path) -> None:
     """``--out`` must be new, empty, or a folder doctor wrote (never a sweep's
     run folder, never the user's own files); checked before anything runs."""
-    check_folder(out, FOLDER_KIND, legacy=_legacy_doctor_folder)
+    check_folder(out, FOLDER_KIND, (LOCK_FILE,), legacy=_legacy_doctor_folder)
 
 
 def write_doctor_report(verdict: dict[str, Any], out: Path) -> Path:

@@ -36,7 +36,7 @@ from remedysweep.remedies import AS_BUILT
 from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make_sweep
 from remedysweep.engine.folder import JOURNAL_FILE, JOURNAL_FILES
 from remedysweep.engine.result import RunResult, Thresholds
-from remedysweep.engine.symptoms import FITS_TRAINING, STATIC_FAULTS, SYMPTOMS, model_symptoms
+from remedysweep.engine.symptoms import FITS_TRAINING, STATIC_FAULTS, SYMPTOMS, evidence, model_symptoms
 
 from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select, tolerance, within_noise
 from .search import Search, SearchLog
@@ -137,15 +137,16 @@ class Doctor:
         symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
         fit = _training_fit(base, data.chance)
-        underfits = fit is not None and fit < FITS_TRAINING
+        underfits = fit is not None and fit < FITS_TRAINING and not outcome_problems  # a run at chance is not "underfitting"
         if underfits:
             symptoms.add("underfitting")
         problems = outcome_problems | (symptoms & DEFINITE) | ({"underfitting"} if underfits else set())
         outcome = max(base["outcomes"], key=base["outcomes"].get)
         self.echo(f"    baseline {outcome}: " + ", ".join(f"{k} {v}" for k, v in base["outcomes"].items())
                   + f"; final accuracy per seed {_per_seed(base)}")
+        said = {s: self._evidence(s, baseline, faults, data.chance) for s in sorted(symptoms)}
         for s in sorted(symptoms - set(faults)):
-            self.echo(f"    symptom: {s}: {SYMPTOMS.get(s, '')}")
+            self.echo(f"    symptom: {s}: {said[s]}")
         for m in base["messages"]:
             self.echo(f"    message: {m}")
         if problems - {"underfitting"}:  # a model that trains healthy, or rises well above chance, can learn: easy data would tell nothing more
@@ -161,7 +162,8 @@ class Doctor:
                 self.echo(f"    it does not fit its own training data (training accuracy {_train_phrase(base)}): searching for a change "
                           "that does materially better")
         verdict.update(sanity_check=sanity, baseline=base, baseline_outcome=outcome,
-                       symptoms=[f"{s}: {faults.get(s) or SYMPTOMS.get(s, '')}" for s in sorted(symptoms)], symptom_names=sorted(symptoms),
+                       symptoms=[f"{s}: {said.get(s) or self._evidence(s, baseline, faults, data.chance)}" for s in sorted(symptoms)],
+                       symptom_names=sorted(symptoms),
                        baseline_curves=[r.curves.get("val_accuracy", []) for r in baseline.results])
         unreproduced = self._unreproduced(base, replay, faults)
         if unreproduced:
@@ -204,6 +206,22 @@ class Doctor:
         for line in (rec or {}).get("code", []):
             self.echo(f"    change: {line}")
         return verdict
+
+    @staticmethod
+    def _evidence(symptom: str, baseline: Candidate, faults: dict[str, str], chance: float) -> str:
+        """A symptom's numbers: a static fault's own evidence, or the first
+        baseline run that shows it (and on how many seeds), or, for what is read
+        off the model, its meaning."""
+        if symptom in faults:
+            return faults[symptom]
+        if symptom == "underfitting":
+            return (f"final training accuracy {_train_phrase(baseline.summary)} over {len(baseline.results)} seed(s), "
+                    f"validation {median(baseline.summary):.3f} (chance {chance:.3f})")
+        showing = [r for r in baseline.results if symptom in r.symptoms or r.outcome.value == symptom]
+        if not showing:
+            return SYMPTOMS.get(symptom, "")
+        return evidence(symptom, showing[0], chance) + (f" (on {len(showing)} of {len(baseline.results)} seeds)"
+                                                       if len(baseline.results) > 1 else "")
 
     def _replay_differences(self, sweep: Sweep, data: Any) -> str:
         """How the replay differs from the run Watch saw ("" when it does not,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from remedysweep.files import atomic_write
+from remedysweep.files import LOCK_FILE, atomic_write  # noqa: F401  (LOCK_FILE: one owner, named here with the rest)
 
 from . import result as schema
 from .config import config_id
@@ -18,7 +18,6 @@ from .config import config_id
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
 JOURNAL_FILE = "study.journal"
-LOCK_FILE = ".remedysweep.lock"
 TRIALS_CSV = "trials.csv"
 CURVES_CSV = "curves.csv"
 PROBES_CSV = "early_probes.csv"

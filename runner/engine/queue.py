@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from remedysweep.errors import RunError, StorageError, one_line
-from remedysweep.files import FileLock, LockHeld, not_a_file
+from remedysweep.files import FileLock, LockHeld, file_head, not_a_file, proc_text, read_limited, truncate
 
 from .config import KnobSpec, Sweep, config_id, run_key
 from .result import AT_CHANCE, RunOutcome, RunResult, clean_json
@@ -192,7 +192,7 @@ def check_journal(path: Path, *, repair: bool = True) -> str | None:
     if problem:
         raise RunError(f"{path}: {problem}; a journal is a regular file")
     try:
-        data = path.read_bytes()
+        data = read_limited(path, 1 << 40)  # a journal is read whole; the guard is that it is a regular file
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -212,10 +212,7 @@ def check_journal(path: Path, *, repair: bool = True) -> str | None:
         return None
     if not repair:
         return f"{path}: the last record is torn"
-    with open(path, "r+b") as fh:
-        fh.truncate(len(data) - len(tail))
-        fh.flush()
-        os.fsync(fh.fileno())
+    truncate(path, len(data) - len(tail))
     return f"{path}: cut a torn last record ({len(tail)} bytes, from an interrupted write); the records before it are intact"
 
 
@@ -378,9 +375,7 @@ def _check_sqlite(path: Path) -> None:
         raise StorageError(f"{path}: {problem}; a SQLite storage is a regular file")
     if not path.exists() or path.stat().st_size == 0:
         return
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head != b"SQLite format 3\x00":
+    if file_head(path, 16) != b"SQLite format 3\x00":
         raise StorageError(f"{path}: not a SQLite database (its header is not SQLite's); give another --storage")
     import sqlite3
 
@@ -470,8 +465,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie has exited
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
+        return proc_text(f"/proc/{pid}/stat").split(") ", 1)[1][0] != "Z"
     except OSError:
         return True
 

@@ -22,16 +22,17 @@ seed of the same model, as the user built it.
 from __future__ import annotations
 
 import inspect
-import pickle
 import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
 
-from remedysweep.files import atomic_write
+from remedysweep.files import atomic_write, load_pickle, save_arrays, save_model
 
 MODEL_FILE = "model.keras"
 OBJECTS_FILE = "custom_objects.pkl"
+#: The most a saved custom_objects.pkl may hold (the user's classes and functions, pickled by value).
+OBJECTS_LIMIT = 256 << 20
 DATA_FILE = "data.npz"
 #: The data sample kept beside the model: at most this many bytes of arrays.
 SAMPLE_BYTES = 64 << 20
@@ -176,29 +177,12 @@ def save(model: Any, folder: Path) -> dict[str, Any]:
         for module in registered:
             cloudpickle.unregister_pickle_by_value(module)
     try:
-        _replace_with(folder / MODEL_FILE, lambda tmp: model.save(tmp))
+        save_model(model, folder / MODEL_FILE)
     except Exception as exc:
         info["model_problem"] = _line(exc)
         return info
     info["model"] = MODEL_FILE
     return info
-
-
-def _replace_with(path: Path, write: Any) -> None:
-    """``write(tmp)`` a temporary file beside ``path`` (same suffix), then rename
-    it over ``path``: never half a file, and never through a symlink someone
-    put in its place (the rename replaces the link, not what it points to)."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_with_data(model: Any, out: Path, ds: Any, *, data_is_split_of_validation: bool = False) -> dict[str, Any]:
@@ -226,7 +210,7 @@ def save_with_data(model: Any, out: Path, ds: Any, *, data_is_split_of_validatio
                 arrays[f"x_{split}"] = _storable(xs)
             labels = y[np.sort(keep)]  # in the form the user's loss takes (one-hot stays one-hot)
             arrays[f"y_{split}"] = np.asarray(ds.targets(labels, ds.label_format)) if ds.label_format == "one_hot" else labels
-        _replace_with(out / DATA_FILE, lambda tmp: np.savez(tmp, **arrays))
+        save_arrays(out / DATA_FILE, arrays)
         info["data"] = DATA_FILE
         info["data_is_split_of_validation"] = data_is_split_of_validation
         info["rows"] = {"train": int(len(arrays["y_train"])), "val": int(len(arrays["y_val"])), "val_given": n_val}
@@ -270,8 +254,7 @@ def load(path: Path) -> Any:
     saved: dict[str, Any] = {}
     pkl = code_beside(Path(path))
     if pkl is not None:
-        with open(pkl, "rb") as f:
-            saved = pickle.load(f)
+        saved = load_pickle(pkl, OBJECTS_LIMIT)
     objects = saved.get("objects", {})
     settings = dict(saved.get("compile") or {})
     safe = pkl is None  # Lambda layers and the user's own code load only from a folder that carries their code

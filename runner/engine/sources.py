@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from remedysweep.errors import SweepError, one_line
-from remedysweep.files import available_memory, not_a_file, quiet_stderr
+from remedysweep.files import available_memory, not_a_file, npz_declared_bytes, open_npz, quiet_stderr, read_csv
 
 from .config import DataSpec, ModelSpec, Sweep
 from .data import BUILTIN, Dataset, input_arrays, map_inputs, n_samples
@@ -200,27 +200,6 @@ def _npz_inputs(arrays: Any, split: str) -> Any:
     return parts
 
 
-def npz_declared_bytes(path: Path) -> int:
-    """The bytes an .npz's arrays will take once loaded, read from each array's
-    header inside the zip (a few hundred bytes each), before anything is
-    inflated: a small compressed file can declare gigabytes."""
-    import zipfile
-
-    from numpy.lib import format as npy
-
-    total = 0
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as member:
-                version = npy.read_magic(member)
-                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-                shape, _, dtype = read_header(member)
-            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return total
-
-
 def _load_npz(path: Path, file: str) -> Any:
     try:
         _check_size(npz_declared_bytes(path), file, "data.path", path.name)  # before a byte is inflated
@@ -229,7 +208,7 @@ def _load_npz(path: Path, file: str) -> Any:
     except Exception as exc:
         raise SweepError(file, "data.path", f"{path.name} cannot be read as .npz: {one_line(exc)}") from None
     try:
-        with np.load(path, mmap_mode="r", allow_pickle=False) as arrays:
+        with open_npz(path, available_memory() // 3) as arrays:
             x_train, x_val = _npz_inputs(arrays, "train"), _npz_inputs(arrays, "val")
             missing = [k for k, v in (("x_train", x_train), ("y_train", None), ("x_val", x_val), ("y_val", None))
                        if (v is None if k.startswith("x") else k not in arrays.files)]
@@ -256,7 +235,7 @@ def _load_csv(path: Path, spec: DataSpec, file: str) -> Any:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path)
+        frame = read_csv(path, available_memory() // 6)  # the text and the frame both fit
     except Exception as exc:
         raise SweepError(file, "data.path", f"{path.name} cannot be read as CSV: {one_line(exc)}") from None
     if spec.label_column not in frame:

@@ -110,6 +110,43 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
 
 
+def evidence(symptom: str, r: Any, chance: float) -> str:
+    """The numbers behind ``symptom`` in run ``r`` (a :class:`~.result.RunResult`),
+    in one line; its definition where the run holds no number for it. What
+    Watch prints and doctor lists."""
+    c = r.curves
+    val, acc, loss = _finite(c.get("val_accuracy", ())), _finite(c.get("accuracy", ())), _finite(c.get("loss", ()))
+
+    def last(key: str) -> float:
+        v = _finite(c.get(key, ()))
+        return v[-1] if v else float("nan")
+
+    def peak(key: str) -> float:
+        v = _finite(c.get(key, ()))
+        return max(v) if v else float("nan")
+
+    first, final = _finite(c.get("grad_norm_first", ())), _finite(c.get("grad_norm_last", ()))
+    ratios = sorted(a / b for a, b in zip(first, final) if b > 0)
+    window = max(2, len(val) // 4)
+    text = {
+        "collapsed": f"validation accuracy {val[-1]:.3f} (chance {chance:.3f}) after a peak of {r.peak_val_accuracy:.3f}" if val else "",
+        "never_learned": f"validation accuracy {val[-1]:.3f}, never above chance {chance:.3f} by the rise margin" if val else "",
+        "diverged": f"loss or weights NaN/Inf from epoch {r.first_nonfinite_epoch}",
+        "degraded": f"validation accuracy {val[-1]:.3f}, {r.peak_val_accuracy - val[-1]:.3f} below its peak" if val else "",
+        "exploding_logits": f"mean |logit| {peak('logit_abs_mean'):.1f}",
+        "dead_units": f"{last('dead_fraction'):.0%} of hidden units never active on the probe batch",
+        "zero_gradients": f"{last('zero_grad_fraction'):.0%} of kernel gradient entries exactly zero",
+        "exploding_gradients": f"gradient norm {peak('grad_norm'):.3g}",
+        "vanishing_gradients": f"first layer's gradient {ratios[len(ratios) // 2]:.1e} of the last layer's (median over epochs)" if ratios else "",
+        "penalty_dominates": f"penalty {last('penalty'):.3g} of a loss of {last('loss'):.3g}",
+        "oscillation": f"{r.oscillations} swings of the validation accuracy",
+        "underfitting": f"training accuracy {acc[-1]:.3f}, validation {val[-1]:.3f} (chance {chance:.3f})" if acc and val else "",
+        "slow_convergence": (f"loss {loss[0]:.3g} -> {loss[-1]:.3g}; validation accuracy {val[-1 - window]:.3f} -> {val[-1]:.3f} "
+                             f"over the last {window} epochs") if loss and len(val) > window else "",
+    }.get(symptom, "")
+    return text or SYMPTOMS.get(symptom, "")
+
+
 def run_symptoms(curves: Mapping[str, Sequence[Any]], oscillation_count: int, facts: Mapping[str, Any]) -> list[str]:
     """Symptoms seen in one run's curves (its outcome aside)."""
     out = []

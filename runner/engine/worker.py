@@ -8,7 +8,10 @@ through joblib) and ``remedysweep worker`` (any machine that reaches the storage
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
+
+from remedysweep.files import atomic_write
 
 from .build import Setup
 from .config import build_plan
@@ -72,10 +75,7 @@ class ProgressFile:
         if share is not None and now - self.last < self.every:
             return
         self.last = now
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"pid": os.getpid(), "in_flight": sum(self.shares.values())}, fh)
-        os.replace(tmp, self.path)
+        atomic_write(Path(self.path), json.dumps({"pid": os.getpid(), "in_flight": sum(self.shares.values())}))
 
 
 def work(
