@@ -161,6 +161,7 @@ def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):
         assert {p.name for p in busy.iterdir()} == {LOCK_FILE}  # nothing written
     r = run_main(*base, "--budget", "0", "--out", str(busy))  # released: the folder is doctor's to use
     assert r.returncode == 0, r.stderr
+    assert "4/5 confirming" not in r.stdout and "skipped: the budget is 0 runs" in r.stdout, r.stdout  # 2 epochs: it underfits
     from test_bad_input import tmpfs
 
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:  # a read-only file system: root cannot write there either

@@ -434,6 +434,15 @@ def test_a_pickle_beside_a_keras_file_runs_only_where_remedysweep_saved_code(tmp
         r = run_main("run", str(sweep), "--dry-run")
         assert r.returncode == 0, r.stderr
         assert not flag.exists(), f"the pickle beside {folder.name}/model.keras was run"
+    # a bare .keras whose Lambda layer holds Python code loads with safe mode on: refused in one line naming the layer kind
+    i = keras.Input((8,))
+    lam = keras.Model(i, keras.layers.Dense(4, activation="softmax")(keras.layers.Lambda(lambda t: t * 2.0)(i)))
+    lam.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    lam.save(downloads / "lambda.keras")
+    r = run_main("doctor", "--model", str(downloads / "lambda.keras"), "--data", str(data), "--epochs", "1", "--seeds", "1",
+                 "--out", str(tmp_path / "lambda-doctor"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "`Lambda` layer" in r.stderr and "safe_mode" in r.stderr, r.stderr
+    assert not (tmp_path / "lambda-doctor").exists()
 
 
 def test_bench_refuses_files_it_did_not_write_before_measuring(tmp_path: Path):

@@ -53,8 +53,12 @@ def test_watch_follows_every_way_fit_is_called(tmp_path: Path):
     (xb, yb), (xbv, ybv) = zoo.digits_binary()
     ds = tf.data.Dataset.from_tensor_slices((xb, yb)).shuffle(100, seed=0).batch(32)
     out = tmp_path / "binary"
-    model.fit(ds, epochs=3, verbose=0, callbacks=[Watch(out, data=(xbv, ybv), verbose=False, early_probes=3)])
+    watch = Watch(out, data=(xbv, ybv), verbose=False, early_probes=3)
+    model.fit(ds, epochs=3, verbose=0, callbacks=[watch])
+    model.fit(ds, initial_epoch=3, epochs=4, verbose=0, callbacks=[watch])
     folder_ok(out)
+    # the probe is traced once for the model, however many epochs, probes and fit calls
+    assert watch.probe[0].compute.experimental_get_tracing_count() == 1
     assert pd.read_csv(out / "trials.csv")["outcome"].iloc[0] == "healthy"
     # the accuracy metric under the name it was compiled with is the training accuracy
     assert pd.read_csv(out / "curves.csv")["accuracy"].between(0.5, 1).all()

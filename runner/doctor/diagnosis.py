@@ -179,8 +179,11 @@ class Doctor:
             self.echo(f"5/5 verdict: {verdict['conclusion']}")
             return verdict
 
-        self.echo(f"3/5 search: targeted changes, then {'Optuna TPE' if self.strategy == 'targeted' else 'random search'} "
-                  f"(budget {self.budget} runs) ...")
+        if self.budget == 0:
+            self.echo("3/5 search and 4/5 confirmation skipped: the budget is 0 runs")
+        else:
+            self.echo(f"3/5 search: targeted changes, then {'Optuna TPE' if self.strategy == 'targeted' else 'random search'} "
+                      f"(budget {self.budget} runs) ...")
         search = Search(setup, facts, symptoms, self.seeds, self.budget, lambda configs, source: self.evaluate(setup, configs, source),
                         self.echo, strategy=self.strategy)
         self._open_study(setup, search.prepare())
@@ -189,7 +192,8 @@ class Doctor:
         try:
             log = search.run(baseline)
             step = "confirming"
-            self.echo("4/5 confirming the best change on fresh seeds ...")
+            if log.candidates:
+                self.echo("4/5 confirming the best change on fresh seeds ...")
             verdict.update(self.conclude(setup, baseline, log, facts, symptoms, outcome_problems, faults))
         except Exception as exc:  # a fault of doctor's own, late: the verdict keeps what was found, never a traceback
             from remedysweep.errors import one_line
