@@ -2,8 +2,15 @@
 kept where the fault shows in plain Keras, diagnosed by ``remedysweep doctor``
 and, at the same run budget, by Optuna's random sampler over the same remedies.
 
-    python benchmarks/doctor_benchmark.py --out runs/doctor-bench            # everything (hours on 2 cores)
+    python benchmarks/doctor_benchmark.py                                   # a sample: about 15-20 min on 2 cores
+    python benchmarks/doctor_benchmark.py --all --epochs 15 --out runs/doctor-bench-all   # every case (hours)
     python benchmarks/doctor_benchmark.py --subjects wine --operators l2_3,bottleneck --arms targeted
+
+By default it samples one mutant of each of the five subjects (drawn with a
+fixed seed among the operators whose fault shows in plain Keras), the healthy
+wine and token models, and wine with shuffled labels, at 10 epochs. Three arms:
+doctor (``targeted``), Optuna's random sampler at the same budget (``random``),
+and doctor at a third of the budget (``third``).
 
 A mutant is kept when its median final validation accuracy over the seeds, in
 plain Keras, is more than 0.05 below the healthy model's. A case counts as
@@ -78,6 +85,7 @@ def run_doctor(subject: str, operator: str, arm: str, epochs: int, seeds: int, b
         "no_signal": bool(v.get("no_signal")),
         "symptoms": v.get("symptom_names", []),
         "spent": (v.get("search") or {}).get("spent", 0),
+        "epochs_trained": (v.get("trained") or {}).get("epochs"),
     }
 
 
@@ -87,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/doctor-benchmark")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--budget", type=int, default=DOCTOR_BUDGET)
     p.add_argument("--subjects", default=",".join(cases.SUBJECTS))
     p.add_argument("--operators", default="")
-    p.add_argument("--arms", default="targeted,random")
+    p.add_argument("--arms", default="targeted,random,third", help="targeted (doctor), random (Optuna's random sampler), "
+                                                                      "third (doctor at a third of the budget)")
+    p.add_argument("--all", action="store_true", help="every case, not the sample")
+    p.add_argument("--per-subject", type=int, default=1, help="mutants sampled per subject (without --all)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     subjects = args.subjects.split(",")
     operators = set(args.operators.split(",")) if args.operators else None
     todo = [(s, o) for s, o in cases.cases() if s in subjects and (operators is None or o in operators or o in cases.CONTROLS)]
+    sampled = not args.all and operators is None
+    if sampled:  # screened in a fixed random order per subject until enough show their fault
+        import random
+
+        order = {s: random.Random(f"{s}-0").sample([o for t, o in todo if t == s and o not in cases.CONTROLS],
+                                                   k=sum(1 for t, o in todo if t == s and o not in cases.CONTROLS)) for s in subjects}
+        controls = [(s, "healthy") for s in ("wine", "tokens") if s in subjects] + [(s, "shuffled") for s in ("wine",) if s in subjects]
+        todo = controls + [(s, o) for s in subjects for o in order[s]]
 
     def save() -> None:
         state_file.write_text(json.dumps(state, indent=1))
@@ -109,31 +128,41 @@ def main(argv: list[str] | None = None) -> int:
     from remedysweep.engine.runtime import configure_tensorflow
 
     configure_tensorflow()
-    print(f"plain Keras: {len(todo)} cases, {args.seeds} seeds, {args.epochs} epochs", flush=True)
-    for s, o in todo:
+    def plain(s: str, o: str) -> list[float]:
         key = f"{s}/{o}"
         if key not in state["plain"]:
             state["plain"][key] = plain_keras(s, "healthy" if o == "shuffled" else o, args.epochs, args.seeds) if o != "shuffled" \
                 else plain_keras_shuffled(s, args.epochs, args.seeds)
             save()
-    healthy = {s: statistics.median(state["plain"][f"{s}/healthy"]) for s in subjects}
+        return state["plain"][key]
+
+    print(f"plain Keras: {'a sample of ' if sampled else ''}{len(todo)} cases, {args.seeds} seeds, {args.epochs} epochs", flush=True)
+    healthy = {s: statistics.median(plain(s, "healthy")) for s in subjects}
     kept = []
+    taken: dict[str, int] = {}
+    screened = 0
     for s, o in todo:
         if o in cases.CONTROLS:
+            plain(s, o)
             kept.append((s, o))
             continue
-        accs = [a if a == a else 0.0 for a in state["plain"][f"{s}/{o}"]]
+        if sampled and taken.get(s, 0) >= args.per_subject:
+            continue
+        screened += 1
+        accs = [a if a == a else 0.0 for a in plain(s, o)]
         if statistics.median(accs) < healthy[s] - 0.05:
             kept.append((s, o))
+            taken[s] = taken.get(s, 0) + 1
     mutants = [c for c in kept if c[1] not in cases.CONTROLS]
-    print(f"kept {len(mutants)} mutants of {sum(1 for c in todo if c[1] not in cases.CONTROLS)} "
+    print(f"kept {len(mutants)} mutants of {screened} screened "
           f"({len({o for _, o in mutants})} operators) where the fault shows; controls: {len(kept) - len(mutants)}", flush=True)
     for arm in args.arms.split(","):
         for s, o in kept:
             key = f"{arm}/{s}/{o}"
             if key in state["doctor"]:
                 continue
-            r = run_doctor(s, o, arm, args.epochs, args.seeds, args.budget)
+            r = run_doctor(s, o, "targeted" if arm == "third" else arm, args.epochs, args.seeds,
+                           args.budget // 3 if arm == "third" else args.budget)
             r["healthy"] = healthy[s]
             r["repaired"] = bool(r["fix_median"] is not None and r["fix_median"] >= healthy[s] - 0.05)
             state["doctor"][key] = r
@@ -183,6 +212,7 @@ def report(state: dict, kept: list[tuple[str, str]], arms: list[str]) -> None:
             "no_signal_named": sum(v["no_signal"] for v in shuffled.values()),
             "crashes": sum(bool(v["error"]) for v in results.values()),
             "median_seconds": statistics.median(times) if times else None,
+            "median_epochs": statistics.median(e) if (e := [v["epochs_trained"] for v in results.values() if v.get("epochs_trained")]) else None,
             # how small the claimed fixes are: the changes a user has to make to the model
             "median_changes": statistics.median([len(v["fix"]) for v in mutants.values() if v["repaired"]])
             if repaired else None,
@@ -202,6 +232,7 @@ def report(state: dict, kept: list[tuple[str, str]], arms: list[str]) -> None:
                       ("no-signal named", lambda r: f"{r['no_signal_named']}/{r['no_signal']}"),
                       ("crashes", lambda r: str(r["crashes"])),
                       ("median changes per repair", lambda r: f"{r['median_changes']:g}" if r["median_changes"] else "-"),
+                      ("median epochs trained per case", lambda r: f"{r['median_epochs']:g}" if r.get("median_epochs") else "-"),
                       ("median seconds per case", lambda r: f"{r['median_seconds']:.1f}" if r["median_seconds"] else "-")):
         print(f"{label:34s}" + "".join(f"{fn(rows[arm]):>22s}" for arm in arms))
     ops = sorted({o for arm in arms for o in rows[arm]["by_operator"]})

@@ -22,6 +22,9 @@ OUTCOME_COLORS = {
 #: At most this many runs are drawn as lines per panel (figures stay small and
 #: fast at 100,000 runs); the title says when fewer than all are drawn.
 MAX_LINES = 300
+#: At most this many runs are drawn as dots per value in the strip plots (the
+#: median bar is over every run); the title says when fewer than all are drawn.
+MAX_DOTS = 1000
 
 
 def _plt() -> Any:
@@ -107,17 +110,21 @@ def accuracy_strip(trials: pd.DataFrame, knob: str) -> Any:
     values = list(dict.fromkeys(trials[knob].tolist()))
     fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(values) + 1.6), 2.4))
     rng = np.random.default_rng(0)
+    capped = False
     for i, v in enumerate(values):
         g = trials[trials[knob] == v]
         acc = pd.to_numeric(g["final_val_accuracy"], errors="coerce")
+        if acc.notna().any():
+            ax.hlines(acc.median(), i - 0.3, i + 0.3, color="#212529", lw=1.2, zorder=3)
+        if len(g) > MAX_DOTS:
+            g, capped = g.sample(MAX_DOTS, random_state=0), True
+            acc = pd.to_numeric(g["final_val_accuracy"], errors="coerce")
         xs = i + rng.uniform(-0.18, 0.18, len(g))
         ax.scatter(xs, acc, s=16, c=[OUTCOME_COLORS.get(o, "#000") for o in g["outcome"]], alpha=0.85, linewidths=0)
-        if acc.notna().any():
-            ax.hlines(acc.median(), i - 0.3, i + 0.3, color="#212529", lw=1.2)
     ax.set_xticks(range(len(values)), [str(v) for v in values])
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("final val. accuracy")
-    ax.set_title(f"{knob}: every run (bar = median)")
+    ax.set_title(f"{knob}: " + (f"{MAX_DOTS} runs per value drawn (bar = median of all)" if capped else "every run (bar = median)"))
     return fig
 
 
@@ -125,14 +132,17 @@ def isolation_plot(iso: pd.DataFrame, knob: str) -> Any:
     """Best configuration over the other knobs at each value, with its seeds."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(iso) + 1.6), 2.4))
+    capped = False
     for i, row in enumerate(iso.itertuples()):
         ys = [y for y in row.per_seed if y == y]
+        if len(ys) > MAX_DOTS:  # the median is over every seed
+            ys, capped = list(np.random.default_rng(0).choice(ys, MAX_DOTS, replace=False)), True
         ax.scatter([i] * len(ys), ys, s=18, color="#1864ab", alpha=0.8, linewidths=0)
         ax.hlines(row.median, i - 0.25, i + 0.25, color="#1864ab", lw=1.5)
     ax.set_xticks(range(len(iso)), [str(v) for v in iso["value"]])
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("final val. accuracy")
-    ax.set_title(f"isolation: best config per {knob}")
+    ax.set_title(f"isolation: best config per {knob}" + (f" ({MAX_DOTS} seeds drawn)" if capped else ""))
     return fig
 
 
@@ -199,11 +209,16 @@ def learning_curves(curves: pd.DataFrame, trials: pd.DataFrame, probes: pd.DataF
     plt = _plt()
     outcomes = [o for o in OUTCOME_COLORS if (trials["outcome"] == o).any()]
     fig, axes = _panels(plt, len(outcomes), (2.6, 2.4), sharey=True)
-    by_run = dict(tuple(curves.groupby("trial_number"))) if not curves.empty else {}  # grouped once, not filtered per run
-    probes_by_run = dict(tuple(probes.groupby("trial_number"))) if not probes.empty else {}
-    for ax, outcome in zip(axes, outcomes):
+    chosen = {}
+    for outcome in outcomes:
         numbers = trials[trials["outcome"] == outcome]["trial_number"]
-        drawn = numbers if len(numbers) <= MAX_LINES else numbers.sample(MAX_LINES, random_state=0)
+        chosen[outcome] = (numbers, numbers if len(numbers) <= MAX_LINES else numbers.sample(MAX_LINES, random_state=0))
+    wanted = set().union(*(set(d) for _, d in chosen.values())) if chosen else set()
+    # grouped once, and only the runs drawn: at 100,000 runs a group per run costs more than the drawing
+    by_run = dict(tuple(curves[curves["trial_number"].isin(wanted)].groupby("trial_number"))) if not curves.empty else {}
+    probes_by_run = dict(tuple(probes[probes["trial_number"].isin(wanted)].groupby("trial_number"))) if not probes.empty else {}
+    for ax, outcome in zip(axes, outcomes):
+        numbers, drawn = chosen[outcome]
         for n in drawn:
             c = by_run.get(n, curves.iloc[:0])
             p = probes_by_run.get(n)

@@ -150,6 +150,7 @@ def build_context(run: an.RunData, found: dict[str, Any]) -> dict[str, Any]:
         "trials_doc": {c.name: c.doc for c in TRIAL_COLUMNS},
         "curves_doc": {c.name: c.doc for c in CURVE_COLUMNS},
         "min_runs": an.MIN_RUNS,
+        "fanova_rows": an.FANOVA_ROWS,
         "fixed": {k: t[k].iloc[0] for k in run.knobs if k in t and len(t) and t[k].nunique() == 1},
     }
     swept = an.swept_knobs(run)

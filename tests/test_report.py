@@ -190,3 +190,33 @@ def test_compare_two_run_folders(tmp_path: Path, evil_run: Path):
     assert r.returncode == 2 and "not a folder remedysweep made" in r.stderr and not list(unmarked.glob("compare-*"))
     n = len(t) // 2  # runs per loss value
     assert an.fmt_rate(n, n) in html  # every run of the second folder at chance
+
+
+def test_plots_of_many_runs_draw_a_capped_sample_and_say_so():
+    """At 100,000 runs a dot or a line per run would make a report of tens of
+    megabytes: past the caps a fixed sample is drawn, the medians stay over
+    every run, and the titles say how many were drawn."""
+    import numpy as np
+
+    from remedysweep.reports import plots
+
+    n = 2 * plots.MAX_DOTS + 10
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({"trial_number": range(n), "lr": [0.1, 0.01] * (n // 2),
+                           "final_val_accuracy": rng.uniform(0, 1, n), "outcome": ["healthy", "collapsed"] * (n // 2)})
+    fig = plots.accuracy_strip(trials, "lr")
+    ax = fig.axes[0]
+    from matplotlib.collections import PathCollection
+
+    dots = lambda ax: sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))  # noqa: E731
+    assert dots(ax) == 2 * plots.MAX_DOTS
+    assert f"{plots.MAX_DOTS} runs per value drawn" in ax.get_title()
+    iso = pd.DataFrame({"value": [0.1], "per_seed": [list(rng.uniform(0, 1, n))], "median": [0.5]})
+    ax = plots.isolation_plot(iso, "lr").axes[0]
+    assert dots(ax) == plots.MAX_DOTS and "seeds drawn" in ax.get_title()
+    curves = pd.DataFrame({"trial_number": np.repeat(np.arange(n), 2), "epoch": np.tile([1, 2], n), "val_accuracy": 0.5})
+    fig = plots.learning_curves(curves, trials, pd.DataFrame(), 0.1)
+    for ax in fig.axes:
+        assert len(ax.lines) == plots.MAX_LINES + 1 and f"{plots.MAX_LINES} drawn" in ax.get_title()  # + the chance line
+    small = trials.iloc[:20]
+    assert "every run" in plots.accuracy_strip(small, "lr").axes[0].get_title()

@@ -91,10 +91,19 @@ class Doctor:
         self.echo, self.out, self.strategy, self.pack = echo, out, strategy, pack
         self.watched = watched or {}
         self.queue = None
+        self.epochs_trained = 0  # every epoch of every run doctor trained: baseline, sanity check, search, confirmation
+        self.runs_trained = 0
 
     # -- the steps -----------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Every step; the verdict says how much training it all took."""
+        verdict = self._run()
+        verdict["trained"] = {"runs": self.runs_trained, "epochs": self.epochs_trained}
+        self.echo(f"    trained {self.runs_trained} runs, {self.epochs_trained} epochs in all")
+        return verdict
+
+    def _run(self) -> dict[str, Any]:
         import optuna
 
         from remedysweep.engine.faults import head_faults, model_facts, static_faults
@@ -284,6 +293,8 @@ class Doctor:
                 r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, extra_callbacks=(_StopWhenLearned(SANITY_PASS),))
         except Exception as exc:
             return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
+        self.runs_trained += 1
+        self.epochs_trained += int(r.epochs_run or 0)
         acc = r.final_val_accuracy
         return {"passed": bool(acc == acc and acc >= SANITY_PASS), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
 
@@ -296,6 +307,8 @@ class Doctor:
         runs = [(knobs, s) for knobs in configs for s in seeds]
         with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
             results = train_runs(setup, runs, on_done=beat.done)
+        self.runs_trained += len(results)
+        self.epochs_trained += sum(int(r.epochs_run or 0) for r in results)
         out = []
         for i, knobs in enumerate(configs):
             mine = results[i * len(seeds):(i + 1) * len(seeds)]
