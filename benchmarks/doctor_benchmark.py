@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             save()
         return state["plain"][key]
 
-    print(f"plain Keras: {'a sample of ' if sampled else ''}{len(todo)} cases, {args.seeds} seeds, {args.epochs} epochs", flush=True)
+    print(f"plain Keras: {f'{args.per_subject} mutant(s) per subject screened in a fixed random order' if sampled else f'{len(todo)} cases'}, "
+          f"{args.seeds} seeds, {args.epochs} epochs", flush=True)
     healthy = {s: statistics.median(plain(s, "healthy")) for s in subjects}
     kept = []
     taken: dict[str, int] = {}
