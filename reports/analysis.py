@@ -88,7 +88,7 @@ def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     byte where they are)."""
     import io
 
-    from remedysweep.files import not_a_file, read_limited
+    from remedysweep.files import not_a_file, read_whole
 
     if not path.exists():
         return pd.DataFrame()
@@ -96,7 +96,7 @@ def _read_csv(path: Path, required: bool = False) -> pd.DataFrame:
     if problem:
         raise ReportError(f"{path}: {problem}")
     try:
-        data = read_limited(path, 1 << 40)  # read whole: the guard is that it is a regular file
+        data = read_whole(path)
     except OSError as exc:
         raise ReportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:

@@ -179,6 +179,12 @@ def read_limited(path: Path, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def read_whole(path: Path) -> bytes:
+    """A regular file read whole, however large (a journal, a results CSV): the
+    guard is that it is a regular file, not its size."""
+    return read_limited(path, 1 << 40)
+
+
 def read_text(path: Path, limit: int, what: str = "file") -> str:
     """A regular text file of at most ``limit`` bytes, decoded as UTF-8. Raises
     ``OSError``/``ValueError`` (too big, not a regular file, not UTF-8)."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from remedysweep.version import __version__
 from remedysweep.errors import RunError, StorageError, one_line
-from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder, proc_text, read_json, read_limited
+from remedysweep.files import FileLock, LockHeld, atomic_write, check_folder, check_writable, folder_kind, mark_folder, proc_text, read_json, read_whole
 
 from .engine import result as schema
 from .engine.config import Sweep, config_id, load_sweep, sweep_difference
@@ -392,7 +392,7 @@ def _check_journal_not_lost(out_dir: Path, spec: StorageSpec) -> None:
     if not csv.exists() or (journal.exists() and journal.stat().st_size > 0):
         return
     try:
-        rows = max(0, read_limited(csv, 1 << 40).count(b"\n") - 1)
+        rows = max(0, read_whole(csv).count(b"\n") - 1)
     except (OSError, ValueError):
         return
     if rows:

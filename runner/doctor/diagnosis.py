@@ -134,8 +134,8 @@ class Doctor:
         self.echo(f"model: {info.n_params} parameters, {info.output_units} output unit(s) ending in {info.output_activation}, "
                   f"loss {info.loss}, {info.optimizer} at learning rate {_number(info.learning_rate)}; "
                   f"{data.n_train} training samples, {data.n_classes} classes, chance {data.chance:.2f}")
-        for name, evidence in faults.items():
-            self.echo(f"    fault: {name}: {evidence}")
+        for name, shown in faults.items():
+            self.echo(f"    fault: {name}: {shown}")
 
         replay = self._replay_differences(sweep, data)
         if replay:
@@ -314,6 +314,7 @@ class Doctor:
             mine = results[i * len(seeds):(i + 1) * len(seeds)]
             order = {k: n for n, k in enumerate(setup.registry.remedies)}
             cand = Candidate(tuple(sorted(knobs.items(), key=lambda kv: order.get(kv[0], 99))), source, mine)
+            cand.invasiveness = sum(setup.registry[k].invasiveness for k in knobs)
             out.append(cand)
             if source != "baseline":
                 self._record(knobs, mine, seeds)
@@ -417,7 +418,6 @@ class Doctor:
             if new:
                 self.echo(f"    reducing {chosen.label}: training {len(new)} smaller combination(s) x {self.seeds} seed(s) ...")
                 for c in self.evaluate(setup, new, "reduce"):
-                    c.invasiveness = sum(setup.registry[k].invasiveness for k, _ in c.changes)
                     log.candidates.append(c)
                     seen[tuple(sorted(c.changes))] = c
             smaller = [seen[tuple(sorted(sub))] for sub in subsets]
@@ -554,18 +554,22 @@ def _per_seed(s: dict[str, Any]) -> str:
     return ", ".join("nan" if f != f else f"{f:.2f}" for f in s["final_accuracy"])
 
 
-def _training_fit(s: dict[str, Any], chance: float) -> float | None:
-    """How far from chance to 1 the median final training accuracy got (None
-    where the runs recorded no training accuracy)."""
+def _train_median(s: dict[str, Any]) -> float | None:
+    """The median final training accuracy over the seeds (None where the runs
+    recorded none)."""
     train = [a for a in s.get("train_accuracy", []) if a is not None and a == a]
-    if not train:
-        return None
-    return (statistics.median(train) - chance) / max(1e-6, 1 - chance)
+    return statistics.median(train) if train else None
+
+
+def _training_fit(s: dict[str, Any], chance: float) -> float | None:
+    """How far from chance to 1 the median final training accuracy got."""
+    train = _train_median(s)
+    return None if train is None else (train - chance) / max(1e-6, 1 - chance)
 
 
 def _train_phrase(s: dict[str, Any]) -> str:
-    train = [a for a in s.get("train_accuracy", []) if a is not None and a == a]
-    return f"median {statistics.median(train):.3f}" if train else "not recorded"
+    train = _train_median(s)
+    return "not recorded" if train is None else f"median {train:.3f}"
 
 
 def _fits_training(r: RunResult, chance: float) -> bool:

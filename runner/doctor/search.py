@@ -57,9 +57,6 @@ class Search:
     def registry(self) -> Any:
         return self.setup.registry
 
-    def invasiveness(self, changes: Sequence[tuple[str, Any]]) -> int:
-        return sum(self.registry[k].invasiveness for k, _ in changes)
-
     def _why_not(self, knobs: dict[str, Any]) -> str:
         """Why a configuration cannot apply to the model ("" if it can)."""
         from remedysweep.engine.build import build_run
@@ -128,9 +125,7 @@ class Search:
         if not configs:
             return []
         self.echo(f"    training {len(configs)} {source} change(s) x {self.seeds} seed(s) together ...")  # a round can take minutes
-        found = self.evaluate(configs, source)
-        for c in found:
-            c.invasiveness = self.invasiveness(c.changes)
+        found = self.evaluate(configs, source)  # each with its invasiveness
         self.log.spent += len(configs) * self.seeds
         self.log.candidates += found
         best = min(self.log.candidates, key=rank_key)

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from remedysweep.errors import RunError, StorageError, one_line
-from remedysweep.files import FileLock, LockHeld, file_head, not_a_file, proc_text, read_limited, truncate
+from remedysweep.files import FileLock, LockHeld, file_head, not_a_file, proc_text, read_whole, truncate
 
 from .config import KnobSpec, Sweep, config_id, run_key
 from .result import AT_CHANCE, RunOutcome, RunResult, clean_json
@@ -192,7 +192,7 @@ def check_journal(path: Path, *, repair: bool = True) -> str | None:
     if problem:
         raise RunError(f"{path}: {problem}; a journal is a regular file")
     try:
-        data = read_limited(path, 1 << 40)  # a journal is read whole; the guard is that it is a regular file
+        data = read_whole(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
