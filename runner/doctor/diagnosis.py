@@ -147,6 +147,7 @@ class Doctor:
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
         fit = _training_fit(base, data.chance)
         underfits = fit is not None and fit < FITS_TRAINING and not outcome_problems  # a run at chance is not "underfitting"
+        symptoms.discard("underfitting")  # over the seeds, not one seed's: the verdict and the symptom list say the same
         if underfits:
             symptoms.add("underfitting")
         problems = outcome_problems | (symptoms & DEFINITE) | ({"underfitting"} if underfits else set())
