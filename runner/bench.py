@@ -153,7 +153,7 @@ def packed_efficiency(quick: bool, peak: float, echo: Callable[[str], None]) -> 
 
     from .engine.build import Setup
     from .engine.config import DataSpec, ModelSpec, make_sweep
-    from .engine.packed import train_pack
+    from .engine.trainers import STACKED, train_batch
 
     epochs = 3 if quick else 15
     seeds = 2 if quick else 8
@@ -166,9 +166,9 @@ def packed_efficiency(quick: bool, peak: float, echo: Callable[[str], None]) -> 
     keras.backend.clear_session()
     epoch_seconds: list[float] = []
     t = time.perf_counter()
-    results = train_pack(setup, runs, epoch_seconds)
+    results = train_batch(setup, runs, trainers=(STACKED,), max_pack=len(runs), epoch_seconds=epoch_seconds)
     total = time.perf_counter() - t
-    assert all(r.path == "packed" for r in results), [r.path_note or r.message for r in results]
+    assert all(r.path == "stacked" for r in results), [r.path_note or r.message for r in results]
     flops_epoch = mlp_train_flops([64, width, width, 10], setup.data.n_train) * len(runs)
     steady = sum(epoch_seconds[1:])
     out = {
@@ -195,7 +195,7 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
 
     from .engine.build import Setup, build_run
     from .engine.config import DataSpec, ModelSpec, make_sweep
-    from .engine.keras_trainer import train_keras
+    from .engine.keras_trainer import run_alone
     from .engine.queue import RunQueue, StorageSpec
 
     epochs = 3 if quick else 15
@@ -228,7 +228,7 @@ def overhead(quick: bool, repeats: int, echo: Callable[[str], None]) -> dict[str
 
         def run_ours(seed: int) -> None:
             t = time.perf_counter()
-            result = train_keras(build_run(setup, knobs, seed), sweep)
+            result = run_alone(setup, knobs, seed)
             queue.record(knobs, seed, result)
             ours.append(time.perf_counter() - t)
 

@@ -471,7 +471,7 @@ def _pack_of(sweep: Sweep) -> Callable[[dict[str, Any]], str]:
         return lambda knobs: ""
     from .engine.build import Setup
     from .engine.runtime import configure_tensorflow
-    from .engine.worker import pack_assignment
+    from .engine.trainers import pack_assignment
 
     if not sweep.model.builtin:
         configure_tensorflow()

@@ -121,7 +121,7 @@ def test_a_sweep_of_the_users_own_model_and_data_files(tmp_path: Path):
     assert set(t["loss"]) == {"unfused", "fused_logits"} and (t["outcome"] != "failed").all(), t["message"].tolist()
     collapsed = {loss: int((g["outcome"] == "collapsed").sum()) for loss, g in t.groupby("loss")}
     assert collapsed["fused_logits"] == 0 and fisher(collapsed["unfused"], 12, collapsed["fused_logits"], 12) < 0.05, collapsed
-    assert (t["path"] == "packed").all()  # the user's MLP is a Dense chain: packed like the built-in one
+    assert (t["path"] == "stacked").all()  # the user's MLP is a Dense chain: packed like the built-in one
 
 
 def test_the_progress_line_moves_while_packs_train(tmp_path: Path):

@@ -17,7 +17,7 @@ configure_tensorflow()
 from remedysweep.engine.build import Setup  # noqa: E402
 from remedysweep.engine.config import DataSpec, ModelSpec, make_sweep  # noqa: E402
 from remedysweep.engine.keras_trainer import run_alone  # noqa: E402
-from remedysweep.engine.packed import train_pack  # noqa: E402
+from remedysweep.engine.trainers import train_batch  # noqa: E402
 from remedysweep.engine.sources import check_problem  # noqa: E402
 
 FILE = shapes.__file__
@@ -47,9 +47,9 @@ CASES = [
 def test_a_graph_packed_slice_is_the_run_trained_alone_through_fit(builder, loader, configs):
     setup = setup_for(builder, loader)
     runs = [(knobs, seed) for seed, knobs in enumerate(configs)]
-    packed = train_pack(setup, runs)
+    packed = train_batch(setup, runs)
     for (knobs, seed), p in zip(runs, packed):
-        assert p.path == "packed" and p.pack_size == len(runs), (knobs, p.path_note, p.message)
+        assert p.path == "graph" and p.pack_size == len(runs), (knobs, p.path_note, p.message)
         alone = run_alone(setup, knobs, seed)
         assert alone.path == "keras"
         for key in ("loss", "val_loss", "accuracy", "grad_norm", "weight_norm"):
@@ -63,7 +63,7 @@ def test_a_stopped_slice_leaves_the_pack_and_the_others_train_on():
     setup = setup_for("conv1d_waves", "waves", epochs=6)
     setup.sweep = dataclasses.replace(setup.sweep, early_stop=dataclasses.replace(setup.sweep.early_stop, enabled=True, patience=1))
     runs = [({"learning_rate": 50.0, "optimizer": "sgd"}, 0), ({}, 1)]  # the first diverges at once
-    bad, good = train_pack(setup, runs)
+    bad, good = train_batch(setup, runs)
     assert bad.outcome.value == "diverged" and bad.early_stopped and bad.epochs_run < 6
     assert good.epochs_run == 6 and good.outcome.value == "healthy"
     alone = run_alone(setup, {}, 1)

@@ -18,7 +18,7 @@ configure_tensorflow()
 from remedysweep.engine.build import Setup  # noqa: E402
 from remedysweep.engine.config import DataSpec, ModelSpec, build_plan, make_sweep  # noqa: E402
 from remedysweep.engine.keras_trainer import run_alone  # noqa: E402
-from remedysweep.engine.packed import pack_key, train_pack  # noqa: E402
+from remedysweep.engine.trainers import pack_key, train_batch  # noqa: E402
 
 SWEEP = make_sweep("packed", model=ModelSpec(kind="mlp", width=48, activation="leaky_relu"),
                    data=DataSpec(dataset="blobs", n_classes=4, n_features=8, n_samples=300, cluster_std=2.0), epochs=3, early_probes=3, probe_size=32)
@@ -32,10 +32,10 @@ def test_a_packed_slice_is_the_run_trained_alone_through_keras():
             ({"loss": "fused_logits", "learning_rate": 0.003, "initializer": "he_normal"}, 0)]
     keys = {pack_key(build_plan(k, SETUP.registry), k, SETUP.registry)[0] for k, _ in runs}
     assert len(keys) == 1 and None not in keys  # one pack: every difference is per slice
-    packed = train_pack(SETUP, runs)
+    packed = train_batch(SETUP, runs)
     for (knobs, seed), p in zip(runs, packed):
         alone = run_alone(SETUP, knobs, seed)
-        assert p.path == "packed" and p.pack_size == 4 and alone.path == "keras", p.message
+        assert p.path == "stacked" and p.pack_size == 4 and alone.path == "keras", p.message
         for key in ("loss", "val_loss", "logit_abs_mean", "grad_norm", "weight_norm", "dead_fraction"):
             np.testing.assert_allclose(p.curves[key], alone.curves[key], rtol=2e-3, atol=1e-5, err_msg=f"{knobs} {key}")
         np.testing.assert_allclose(p.curves["val_accuracy"], alone.curves["val_accuracy"], atol=1.5 / len(SETUP.data.y_val))
@@ -51,9 +51,9 @@ def test_outcome_rates_of_both_paths_agree_on_the_quick_grid():
     sweep = make_sweep("agree", model=ModelSpec(kind="mlp", width=256, activation="leaky_relu"), data=DataSpec(dataset="digits"), epochs=8)
     setup = Setup.load(sweep)
     runs = [({"loss": l, "learning_rate": lr}, s) for l in ("unfused", "fused_logits") for lr in (0.002, 0.03) for s in range(6)]
-    packed = train_pack(setup, runs)
+    packed = train_batch(setup, runs)
     alone = [run_alone(setup, k, s) for k, s in runs]
-    assert {r.path for r in packed} == {"packed"} and {r.path for r in alone} == {"keras"}
+    assert {r.path for r in packed} == {"stacked"} and {r.path for r in alone} == {"keras"}
     count = lambda res, pred: collections.Counter((k["loss"], k["learning_rate"]) for (k, _), r in zip(runs, res) if pred(r))
     for pred in (lambda r: r.outcome.at_chance, lambda r: r.outcome.value == "healthy"):
         a, b = count(packed, pred), count(alone, pred)
@@ -80,8 +80,8 @@ def test_what_the_stacked_trainer_does_not_handle_goes_to_a_graph_pack_and_says_
     assert "global_clipnorm" in reasons["grad_clip"] and "dropout" in reasons["regularizer"]
     assert "normalization" in reasons["normalization"] and "learning_rate_schedule" in reasons["lr_schedule"]
     runs = [({"grad_clip": "global_norm_1"}, 0), ({"normalization": "batchnorm"}, 1), ({"loss": "fused_logits"}, 2)]
-    results = train_pack(SETUP, runs)
-    assert [r.path for r in results] == ["packed"] * 3 and [r.pack_size for r in results] == [2, 2, 1]
+    results = train_batch(SETUP, runs)
+    assert [r.path for r in results] == ["graph", "graph", "stacked"] and [r.pack_size for r in results] == [2, 2, 1]
 
 
 def test_packed_sweep_runs_each_run_once_and_says_which_path(tmp_path):
@@ -93,6 +93,32 @@ def test_packed_sweep_runs_each_run_once_and_says_which_path(tmp_path):
     t = pd.read_csv(out / "trials.csv", keep_default_na=False, na_values=[""])
     assert len(t) == 24 and not t.duplicated(["config_id", "seed"]).any()
     packed = t[t["grad_clip"] == "none"]
-    assert (packed["path"] == "packed").all() and packed["pack_size"].max() >= 4
+    assert (packed["path"] == "stacked").all() and packed["pack_size"].max() >= 4
     clipped = t[t["grad_clip"] == "global_norm_1"]  # not stacked (norm clipping mixes slices): a graph pack
-    assert (clipped["path"] == "packed").all() and clipped["path_note"].isna().all()
+    assert (clipped["path"] == "graph").all() and clipped["path_note"].isna().all()
+
+
+def test_slices_that_stopped_leave_the_stacked_pack_and_the_others_train_on(monkeypatch):
+    """Three of four slices diverge at once; the pack goes on with the one left
+    (weights and optimizer state carried over), which still equals its run alone."""
+    import dataclasses
+
+    from remedysweep.engine import packed as packed_module
+
+    made = []
+    subset = packed_module.PackedTrainer._subset
+    monkeypatch.setattr(packed_module, "COMPACT", "always")
+    monkeypatch.setattr(packed_module.PackedTrainer, "_subset", lambda self, live: made.append(len(live)) or subset(self, live))
+    sweep = dataclasses.replace(SWEEP, training=dataclasses.replace(SWEEP.training, epochs=6),
+                                early_stop=dataclasses.replace(SWEEP.early_stop, enabled=True, patience=1))
+    setup = Setup.load(sweep)
+    runs = [({"optimizer": "momentum", "learning_rate": 50.0}, s) for s in (0, 1, 2)] + [({"optimizer": "momentum", "learning_rate": 0.01}, 3)]
+    *bad, good = train_batch(setup, runs)
+    assert made == [1], made  # one smaller pack, of the one slice left
+    for r in bad:
+        assert r.path == "stacked" and r.epochs_run < 6 and r.outcome.value in ("diverged", "collapsed", "never_learned"), (r.outcome, r.message)
+    assert good.path == "stacked" and good.pack_size == 4 and good.epochs_run == 6
+    alone = run_alone(setup, *runs[-1])
+    for key in ("loss", "val_loss", "grad_norm", "weight_norm"):
+        np.testing.assert_allclose(good.curves[key], alone.curves[key], rtol=2e-3, atol=1e-5, err_msg=key)
+    assert good.outcome is alone.outcome

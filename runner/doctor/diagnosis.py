@@ -291,7 +291,7 @@ class Doctor:
         try:
             setup = self._setup(s, easy)
             with _Heartbeat(self.echo, f"sanity check: training up to {epochs} epochs", 1):
-                r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, extra_callbacks=(_StopWhenLearned(SANITY_PASS),))
+                r = run_alone(setup, {"optimizer": "adam", "learning_rate": 1e-3}, 0, callbacks=(_StopWhenLearned(SANITY_PASS),))
         except Exception as exc:
             return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
         self.runs_trained += 1
@@ -302,12 +302,12 @@ class Doctor:
     def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
         """Train every configuration over the seeds, all in one batch (packed
         where the runs allow), store the runs in the study and print one line each."""
-        from remedysweep.engine.packed import train_runs
+        from remedysweep.engine.trainers import train_batch
 
         seeds = list(seeds if seeds is not None else range(self.seeds))
         runs = [(knobs, s) for knobs in configs for s in seeds]
         with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
-            results = train_runs(setup, runs, on_done=beat.done)
+            results = train_batch(setup, runs, on_done=beat.done)
         self.runs_trained += len(results)
         self.epochs_trained += sum(int(r.epochs_run or 0) for r in results)
         out = []

@@ -27,7 +27,7 @@ import numpy as np
 
 from .build import BuiltRun
 from .data import epoch_order, map_inputs
-from .recorder import Recorder
+from .recorder import ProbeSchedule, Recorder
 
 #: Keras layers a graph pack trains (each stays the run's own object).
 LAYERS = frozenset({
@@ -154,7 +154,7 @@ class GraphPack:
 
     # -- the loop --------------------------------------------------------------------
 
-    def train(self, recorders: list[Recorder], epoch_seconds: list[float] | None = None) -> float:
+    def train(self, recorders: list[Recorder], schedule: ProbeSchedule, epoch_seconds: list[float] | None = None) -> float:
         import tensorflow as tf
 
         from .keras_trainer import make_probe
@@ -172,7 +172,7 @@ class GraphPack:
                 if on:
                     r.model.reset_metrics()
             orders = tf.constant(np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs]))
-            cuts = recorders[0].schedule.cuts(epoch)
+            cuts = schedule.cuts(epoch)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 self._train_range(orders, tf.constant(a), tf.constant(b), active)
                 if b < self.steps:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .build import BuiltRun, Setup, build_run
+from .build import BuiltRun, Setup
 from .data import epoch_order, map_inputs
 from .recorder import Recorder, diagnostics, slice_values
 from .result import RunResult
@@ -154,39 +154,34 @@ def _callbacks(recorder: Recorder, probe: Any, accuracy: Any) -> tuple[Any, Any]
     return Record(), EarlyProbe()
 
 
-def train_keras(built: BuiltRun, sweep: Any, *, diagnostics_on: bool = True, early_stop: bool | None = None,
-                extra_callbacks: tuple[Any, ...] = (), path_note: str = "") -> RunResult:
-    """Train one built run through ``fit``; never raises for a fault inside the run."""
-    recorder = Recorder.for_run(built, sweep, early_stop)
+def fit_run(built: BuiltRun, recorder: Recorder, *, callbacks: tuple[Any, ...] = (), diagnostics_on: bool = True) -> float:
+    """Train one built run through ``fit``, feeding ``recorder``; returns the
+    wall time of training. Raises what ``fit`` raises (the router turns it into
+    a failed result). ``callbacks``: more Keras callbacks for this run."""
+    probe, accuracy = make_probe(built, recorder.sweep.training.probe_size)
+    record, early = _callbacks(recorder, probe if diagnostics_on else None, accuracy)
+    every = [record, *callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
+    epochs = built.epochs
+    probe_epochs = recorder.probe_epochs
+    val = val_pipeline(built)
+    spe = built.steps_per_epoch
     t0 = time.perf_counter()
-    error = None
-    try:
-        probe, accuracy = make_probe(built, sweep.training.probe_size)
-        record, early = _callbacks(recorder, probe if diagnostics_on else None, accuracy)
-        callbacks = [record, *extra_callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
-        epochs = built.epochs
-        probe_epochs = recorder.probe_epochs
-        val = val_pipeline(built)
-        spe = built.steps_per_epoch
-        t0 = time.perf_counter()
-        if probe_epochs:
-            built.model.fit(train_pipeline(built, 0, probe_epochs), validation_data=val, epochs=probe_epochs,
-                            steps_per_epoch=spe, callbacks=[*callbacks, early], verbose=0, shuffle=False)
-        if probe_epochs < epochs and not recorder.stopped:
-            built.model.fit(train_pipeline(built, probe_epochs, epochs), validation_data=val, initial_epoch=probe_epochs,
-                            epochs=epochs, steps_per_epoch=spe, callbacks=callbacks, verbose=0, shuffle=False)
-    except Exception as exc:  # a fault in one run must not end the sweep
-        error = error_message(exc)
-    return recorder.finish(error=error, seconds=time.perf_counter() - t0, n_params=int(built.model.count_params()),
-                           path="keras", path_note=path_note, facts=built.facts)
+    if probe_epochs:
+        built.model.fit(train_pipeline(built, 0, probe_epochs), validation_data=val, epochs=probe_epochs,
+                        steps_per_epoch=spe, callbacks=[*every, early], verbose=0, shuffle=False)
+    if probe_epochs < epochs and not recorder.stopped:
+        built.model.fit(train_pipeline(built, probe_epochs, epochs), validation_data=val, initial_epoch=probe_epochs,
+                        epochs=epochs, steps_per_epoch=spe, callbacks=every, verbose=0, shuffle=False)
+    return time.perf_counter() - t0
 
 
-def run_alone(setup: Setup, knobs: Mapping[str, Any], seed: int, *, path_note: str = "", **options: Any) -> RunResult:
+def run_alone(setup: Setup, knobs: Mapping[str, Any], seed: int, *, path_note: str = "", early_stop: bool | None = None,
+              callbacks: tuple[Any, ...] = (), diagnostics_on: bool = True) -> RunResult:
     """Build and train one run on the Keras path; a fault, including a knob that
     cannot apply, is a ``failed`` result with its message."""
-    try:
-        built = build_run(setup, knobs, seed)
-    except Exception as exc:
-        chance = setup.data.chance if setup.data is not None else float("nan")
-        return RunResult.failure(error_message(exc), chance)
-    return train_keras(built, setup.sweep, path_note=path_note, **options)
+    import dataclasses
+
+    from .trainers import KerasTrainer, train_batch
+
+    result = train_batch(setup, [(knobs, seed)], trainers=(KerasTrainer(callbacks, diagnostics_on),), early_stop=early_stop)[0]
+    return dataclasses.replace(result, path_note=path_note) if path_note else result

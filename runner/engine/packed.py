@@ -1,4 +1,5 @@
-"""Packed training: many runs of one sweep trained together in one graph.
+"""The stacked trainer (``stacked`` in ``trials.csv``): many runs of one sweep
+trained together in one graph, their weights stacked.
 
 Runs whose models have the same shapes (same layer widths, batch size, data,
 optimizer class and settings) form a pack: each layer's weights are stacked
@@ -15,28 +16,29 @@ losses and optimizer update (the optimizer is a Keras optimizer whose learning
 rate is a per-slice tensor; every update of the allowed optimizers is
 element-wise, so a slice is updated exactly as it would be alone), the same
 L2 penalty and max-norm constraint. Only the floating-point order of the
-batched matmuls differs; ``tests/engine/test_packed.py`` checks that both
+batched matmuls differs; ``tests/test_engine_packed.py`` checks that both
 paths give the same outcome rates on the quick grid.
 
-What a pack can hold is an allow-list (:data:`PACKABLE`): any other plan field,
-layer, loss or optimizer takes the Keras path, and ``trials.csv`` says why.
+What a pack can hold is an allow-list (:data:`PACKABLE`, :func:`stack_facts`):
+a run with any other plan field, layer, loss or optimizer is offered to the
+next trainer (:mod:`.trainers`). Slices that stopped (early stop, NaN) leave the
+pack once they are half of it: the others go on in a smaller pack, with their
+weights and optimizer state, so finished runs stop costing.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from remedysweep.remedies import AS_BUILT, LossFormulation, Registry, TrialPlan
 
-from .build import BuiltRun, Setup, build_run, make_optimizer
+from .build import BuiltRun, make_optimizer
 from .data import epoch_order
-from .keras_trainer import error_message
-from .recorder import Recorder, diagnostics, slice_values
-from .result import RunResult
+from .recorder import ProbeSchedule, Recorder, diagnostics, slice_values
 
 # Plan fields a pack may vary per slice, and fields it holds constant (part of the pack key).
 PER_SLICE = frozenset({
@@ -59,19 +61,11 @@ KERAS_LOSSES = frozenset({"categorical_crossentropy", "sparse_categorical_crosse
 # steps, for two slices of a 5k-parameter MLP): XLA only from this many stacked
 # weights on.
 JIT_OPTIMIZER = True
+#: Slices that stopped leave the pack once they are half of it and the epochs
+#: left would cost more than tracing a smaller pack ("auto"; "always" or "never"
+#: to force it either way; see :meth:`PackedTrainer.train`).
+COMPACT = "auto"
 JIT_MIN_WEIGHTS = 2_000_000
-
-
-def pack_key(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> tuple[str | None, str]:
-    """``(key, "")`` for a run that may be packed with the runs of the same key, or
-    ``(None, why not)``. Decided on the plan alone: runs of one batch size and
-    input scaling share a key; the pack then trains each run stacked
-    (:class:`PackedTrainer`) or in a graph pack (:mod:`.graph_pack`), or alone
-    with the reason, once its model is built (:func:`train_pack`)."""
-    if plan.fit.callbacks:
-        owner = plan.fit.owner("callbacks") or "a plugin"
-        return None, f"fit.callbacks (set by {owner}) run inside fit"
-    return repr((plan.fit.batch_size, plan.fit.input_scaling)), ""
 
 
 def stack_problem(plan: TrialPlan, knobs: Mapping[str, Any], registry: Registry) -> str:
@@ -191,6 +185,8 @@ class PackedTrainer:
         import tensorflow as tf
 
         self.runs, self.sweep = list(runs), sweep
+        self.chains, self.optimizer_cls, self.optimizer_config = list(chains), optimizer_cls, dict(optimizer_config)
+        self.learning_rates = list(learning_rates)
         S = self.S = len(runs)
         first = runs[0]
         self.data = first.data
@@ -392,15 +388,19 @@ class PackedTrainer:
 
     # -- the loop --------------------------------------------------------------
 
-    def train(self, recorders: list[Recorder], epoch_seconds: list[float] | None = None) -> float:
-        """Train every slice; ``epoch_seconds`` (if given) gets each epoch's wall time."""
+    def train(self, recorders: list[Recorder], schedule: ProbeSchedule, epoch_seconds: list[float] | None = None,
+              first_epoch: int = 0) -> float:
+        """Train every slice from ``first_epoch`` on; ``epoch_seconds`` (if given)
+        gets each epoch's wall time. When at least half the slices have stopped
+        and the epochs left would cost more than tracing a smaller pack, the
+        slices still training go on in a pack of their own (:meth:`_subset`)."""
         import tensorflow as tf
 
         epochs = self.sweep.training.epochs
-        schedule = recorders[0].schedule
         y_true = self.data.y_train
         t0 = time.perf_counter()
-        for epoch in range(epochs):
+        seconds: list[float] = []
+        for epoch in range(first_epoch, epochs):
             started = time.perf_counter()
             order = np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs])
             order_t = tf.constant(order)
@@ -424,86 +424,72 @@ class PackedTrainer:
                 values = slice_values({k: v for k, v in d.items() if k != "weights_finite"}, s)
                 rec.end_epoch({"loss": train_loss[s], "accuracy": train_acc[s], "val_loss": val_loss[s], "val_accuracy": val_acc[s]},
                               values, bool(d["weights_finite"][s]))
+            seconds.append(time.perf_counter() - started)
             if epoch_seconds is not None:
-                epoch_seconds.append(time.perf_counter() - started)
-            if all(r.stopped for r in recorders):
+                epoch_seconds.append(seconds[-1])
+            live = [s for s, r in enumerate(recorders) if not r.stopped]
+            if not live:
                 break
+            left = epochs - epoch - 1
+            if COMPACT != "never" and left and 2 * len(live) <= self.S:
+                # saved: the stopped slices' share of the epochs left; spent: a new trace,
+                # about what the first epoch took over a later one
+                saved = left * seconds[-1] * (1 - len(live) / self.S)
+                if COMPACT == "always" or saved > max(0.0, seconds[0] - seconds[-1]) + 0.2:
+                    sub = self._subset(live)
+                    return time.perf_counter() - t0 + sub.train([recorders[s] for s in live], schedule, epoch_seconds, epoch + 1)
         return time.perf_counter() - t0
 
+    def _subset(self, live: list[int]) -> "PackedTrainer":
+        """A pack of the slices ``live`` as they are now: weights and optimizer state carried over."""
+        import dataclasses
 
-def train_pack(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]], epoch_seconds: list[float] | None = None) -> list[RunResult]:
-    """Train ``runs`` ((knobs, seed) of one pack key) packed: runs whose built
-    model is a Dense chain stack with the runs of the same shapes and optimizer
-    settings (:class:`PackedTrainer`); the others whose layers are on the
-    allow-list train together in a graph pack (:mod:`.graph_pack`); the rest
-    train alone on the Keras path and say why. If a pack's training itself
-    fails, its runs are trained again one by one, so that one run's fault never
-    costs another run its result."""
-    from .graph_pack import GraphPack, graph_problem
-    from .keras_trainer import run_alone
+        import tensorflow as tf
 
-    sweep = setup.sweep
-    cache: dict[Any, Any] = {}
-    stacks: dict[tuple[Any, ...], list[tuple[int, BuiltRun, Chain, dict[str, Any], float]]] = {}
-    graphs: dict[int, list[tuple[int, BuiltRun]]] = {}
-    results: dict[int, RunResult] = {}
-    for i, (knobs, seed) in enumerate(runs):
-        try:
-            b = build_run(setup, knobs, seed, compile=False, cache=cache)
-        except Exception as exc:
-            results[i] = RunResult.failure(error_message(exc), setup.data.chance)
-            continue
-        why = stack_problem(b.plan, knobs, setup.registry)
-        chain = None
-        if not why:
-            chain, why = chain_of(b.model)
-        if chain is not None and not why and _loss_identity(b) is None:
-            why = "its loss is not one the stacked trainer computes"
-        opt = make_optimizer(b.plan, b.base_optimizer, b.steps_per_epoch, b.epochs) if chain is not None and not why else None
-        why = why or (_optimizer_problem(opt) if opt is not None else "")
-        if not why:
-            cfg = {k: v for k, v in opt.get_config().items() if k not in ("name", "learning_rate")}
-            shape = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format)
-            stacks.setdefault(shape, []).append((i, b, chain, cfg, float(opt.get_config()["learning_rate"])))
-            continue
-        try:  # a graph pack trains the run's own compiled model
-            g = build_run(setup, knobs, seed)
-            problem = graph_problem(g)
-        except Exception as exc:
-            results[i] = RunResult.failure(error_message(exc), setup.data.chance)
-            continue
-        if problem:
-            results[i] = run_alone(setup, knobs, seed, path_note=problem)
-            continue
-        graphs.setdefault(g.batch_size, []).append((i, g))
-    for shape, members in stacks.items():
-        recorders = [Recorder.for_run(b, sweep) for _, b, _, _, _ in members]
-        try:
-            trainer = PackedTrainer([m[1] for m in members], [m[2] for m in members], sweep, shape[0], members[0][3], [m[4] for m in members])
-            seconds = trainer.train(recorders, epoch_seconds)
-        except Exception as exc:
-            note = f"its stacked pack failed ({error_message(exc)[:200]}); trained alone"
-            for i, *_ in members:
-                results[i] = run_alone(setup, *runs[i], path_note=note)
-            continue
-        chain = members[0][2]
-        n_params = int(sum(k.size + b_.size for k, b_ in zip(chain.kernels, chain.biases)))
-        for (i, b, _, _, _), rec in zip(members, recorders):
-            results[i] = rec.finish(seconds=seconds / len(members), n_params=n_params, path="packed", pack_size=len(members), facts=b.facts)
-    for members in graphs.values():
-        built = [b for _, b in members]
-        recorders = [Recorder.for_run(b, sweep) for b in built]
-        try:
-            seconds = GraphPack(built, sweep).train(recorders, epoch_seconds)
-        except Exception as exc:
-            note = f"its graph pack failed ({error_message(exc)[:200]}); trained alone"
-            for i, _ in members:
-                results[i] = run_alone(setup, *runs[i], path_note=note)
-            continue
-        for (i, b), rec in zip(members, recorders):
-            results[i] = rec.finish(seconds=seconds / len(members), n_params=int(b.model.count_params()), path="packed",
-                                    pack_size=len(members), facts=b.facts)
-    return [results[i] for i in range(len(runs))]
+        chains = [dataclasses.replace(self.chains[s], kernels=[k[s].numpy() for k in self.kernels], biases=[b[s, 0].numpy() for b in self.biases])
+                  for s in live]
+        sub = PackedTrainer([self.runs[s] for s in live], chains, self.sweep, self.optimizer_cls, self.optimizer_config,
+                            [self.learning_rates[s] for s in live])
+        idx = tf.constant(live)
+        for old, new in zip(self.optimizer.variables, sub.optimizer.variables):
+            new.assign(tf.gather(old, idx) if len(old.shape) and old.shape[0] == self.S else old)
+        return sub
+
+
+@dataclass
+class StackFacts:
+    """What the stacked trainer reads off a built run: its chain, its optimizer,
+    and the key of the runs it may stack with (same shapes and optimizer settings)."""
+
+    key: tuple[Any, ...]
+    chain: Chain
+    optimizer_cls: type
+    optimizer_config: dict[str, Any]
+    learning_rate: float
+
+
+def stack_facts(built: BuiltRun) -> tuple[StackFacts | None, str]:
+    """``(facts, "")`` for a run the stacked trainer takes, or ``(None, why not)``;
+    read once per built run."""
+    memo = built.__dict__.get("_stack_facts")
+    if memo is None:
+        memo = built.__dict__["_stack_facts"] = _read_stack(built)
+    return memo
+
+
+def _read_stack(b: BuiltRun) -> tuple[StackFacts | None, str]:
+    chain, why = chain_of(b.model)
+    if chain is None:
+        return None, why
+    if _loss_identity(b) is None:
+        return None, "its loss is not one the stacked trainer computes"
+    opt = make_optimizer(b.plan, b.base_optimizer, b.steps_per_epoch, b.epochs)
+    why = _optimizer_problem(opt)
+    if why:
+        return None, why
+    cfg = {k: v for k, v in opt.get_config().items() if k not in ("name", "learning_rate")}
+    key = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format)
+    return StackFacts(key, chain, type(opt), cfg, float(opt.get_config()["learning_rate"])), ""
 
 
 def _optimizer_problem(opt: Any) -> str | None:
@@ -518,65 +504,3 @@ def _optimizer_problem(opt: Any) -> str | None:
     if not isinstance(cfg.get("learning_rate"), (int, float)):
         return "a learning-rate schedule is not packed"
     return None
-
-
-def base_problem(setup: Setup) -> str:
-    """Why no run of this sweep can be packed ("" if runs may be): the base
-    model, as built, must be a Dense chain (stacked) or be built from layers on
-    the graph pack's allow-list."""
-    cached = getattr(setup, "_pack_problem", None)
-    if cached is not None:
-        return cached
-    spec = setup.sweep.model
-    if spec.kind == "mlp":
-        problem = ""
-    else:
-        from .graph_pack import graph_problem
-
-        try:
-            built = build_run(setup, {}, 0)
-            chain, problem = chain_of(built.model)
-            problem = "" if chain is not None else graph_problem(built)
-        except Exception as exc:
-            problem = f"the model cannot be read layer by layer: {error_message(exc)}"
-    setup._pack_problem = problem  # type: ignore[attr-defined]
-    return problem
-
-
-def train_runs(setup: Setup, runs: Sequence[tuple[Mapping[str, Any], int]],
-               on_done: Callable[[int], None] | None = None) -> list[RunResult]:
-    """Train ``runs`` in this process, packed wherever the sweep packs and the
-    runs allow (one pack per pack key, at most ``max_pack`` runs each), the
-    rest alone on the Keras path with the reason; results in the order given.
-    ``on_done(n)`` hears how many runs are done after each run or pack.
-    What ``doctor`` and ``bench`` use for a batch of runs."""
-    from .config import build_plan
-    from .keras_trainer import run_alone
-
-    sweep = setup.sweep
-    results: dict[int, RunResult] = {}
-    groups: dict[str, list[int]] = {}
-    problem = base_problem(setup) if sweep.training.pack else ""
-    for i, (knobs, seed) in enumerate(runs):
-        why = problem
-        key = None
-        if sweep.training.pack and not why:
-            try:
-                key, why = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
-            except Exception as exc:
-                key, why = None, error_message(exc)
-        if key is None:
-            results[i] = run_alone(setup, knobs, seed, path_note=why)
-            if on_done is not None:
-                on_done(len(results))
-        else:
-            groups.setdefault(key, []).append(i)
-    for members in groups.values():
-        size = max(1, sweep.training.max_pack)
-        for start in range(0, len(members), size):
-            chunk = members[start:start + size]
-            for i, r in zip(chunk, train_pack(setup, [runs[i] for i in chunk])):
-                results[i] = r
-            if on_done is not None:
-                on_done(len(results))
-    return [results[i] for i in range(len(runs))]

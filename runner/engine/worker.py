@@ -9,47 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from remedysweep.files import atomic_write
 
 from .build import Setup
-from .config import build_plan
-from .keras_trainer import error_message, run_alone
-from .packed import base_problem, pack_key, train_pack
+from .keras_trainer import error_message
 from .queue import Claim, Heartbeat, RunQueue, StorageLost, StorageSpec, is_storage_loss, loss_reason, objective_values, redact_text
 from .result import RunResult
 from .runtime import PROGRESS_ENV, configure_tensorflow
-
-
-def pack_assignment(setup: Setup) -> Callable[[dict[str, Any]], str]:
-    """``knobs -> pack key`` ("" for a run that trains alone) for the coordinator."""
-    sweep = setup.sweep
-    if not sweep.training.pack or base_problem(setup):
-        return lambda knobs: ""
-
-    def pack_of(knobs: dict[str, Any]) -> str:
-        try:
-            key, _ = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
-        except Exception:
-            return ""
-        return key or ""
-
-    return pack_of
-
-
-def why_alone(setup: Setup, knobs: dict[str, Any]) -> str:
-    """Why a run trains on the Keras path although the sweep packs."""
-    if not setup.sweep.training.pack:
-        return ""
-    problem = base_problem(setup)
-    if problem:
-        return problem
-    try:
-        _, why = pack_key(build_plan(knobs, setup.registry), knobs, setup.registry)
-    except Exception as exc:
-        return error_message(exc)
-    return why
+from .trainers import train_batch
 
 
 class ProgressFile:
@@ -151,10 +120,7 @@ def work(
 def _run(setup: Setup | None, setup_error: str | None, claims: list[Claim]) -> list[RunResult]:
     if setup is None:
         return [RunResult.failure(f"the worker could not load the sweep's model or data: {setup_error}") for _ in claims]
-    if len(claims) > 1 or (claims[0].pack and setup.sweep.training.pack):
-        return train_pack(setup, [(c.knobs, c.seed) for c in claims])
-    c = claims[0]
-    return [run_alone(setup, c.knobs, c.seed, path_note=why_alone(setup, c.knobs))]
+    return train_batch(setup, [(c.knobs, c.seed) for c in claims])
 
 
 def worker_process(url: str, study_name: str, threads: int, only_keys: frozenset[str] | None = None, isolated: bool = False) -> int:
