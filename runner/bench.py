@@ -20,6 +20,12 @@ ratio alternate where they repeat, so that drift in machine load hits both):
   at its defaults (probe diagnostics each epoch, the run folder, the model and
   data saved for doctor) ÷ without it.
 - ``worker_speedup``: the quick sweep with one worker per core ÷ one worker.
+- ``trainer_*_seconds``, ``stacked_speedup``, ``graph_speedup``, ``graph_over_stacked``:
+  the same runs of the quick sweep trained in-process through the one router three
+  ways: the Keras path alone, graph packs, and every trainer (stacked first).
+- ``remedies_*``: ``sweeps/remedies.toml`` packed and with packing off, as
+  ``remedysweep run`` processes: its share of runs packed and the time ratio (a
+  one-seed, 5-epoch sample by default; ``--full`` as shipped).
 
 It asserts nothing: a benchmark, not a test.
 """
@@ -143,6 +149,84 @@ def sweeps(quick: bool, echo: Callable[[str], None]) -> dict[str, Any]:
             echo(f"    {runs} runs in {seconds:.1f} s: {runs / seconds * 60:.1f} runs/min")
         out["sweep_packed_speedup"] = out["packed_runs_per_minute"] / out["keras_runs_per_minute"]
         out["worker_speedup"] = out[f"packed_{cores}w_runs_per_minute"] / out["packed_runs_per_minute"]
+    return out
+
+
+def _sweep_of(text: str, name: str) -> Any:
+    import tomllib
+
+    from .engine.config import parse_sweep
+
+    return parse_sweep(tomllib.loads(text), name)[0]
+
+
+def trainers_side_by_side(quick: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+    """The same runs of one sweep trained in this process three ways, through the
+    one router: the Keras path alone, graph packs (then Keras), and every trainer
+    (stacked, then graph, then Keras). The three alternate over ``repeats``."""
+    import keras
+
+    from .engine.build import Setup
+    from .engine.trainers import GRAPH, KERAS, TRAINERS, train_batch
+
+    text = TINY_SWEEP if quick else quick_sweep_text()
+    sweep = _sweep_of(text, "quick.toml")
+    setup = Setup.load(sweep)
+    runs = [(knobs, seed) for knobs in sweep.grid() for seed in sweep.seeds]
+    ways = {"keras": (KERAS,), "graph": (GRAPH, KERAS), "stacked": TRAINERS}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    repeats = 1 if quick else 2
+    echo(f"  {len(runs)} runs of {'the tiny blobs sweep' if quick else 'sweeps/quick.toml'}, {sweep.training.epochs} epochs, "
+         f"each way {repeats}x: {', '.join(ways)} ...")
+    paths: dict[str, set[str]] = {}
+    for i in range(repeats):
+        for name in list(ways)[i % 3:] + list(ways)[: i % 3]:
+            keras.backend.clear_session()
+            t = time.perf_counter()
+            results = train_batch(setup, runs, trainers=ways[name])
+            seconds[name].append(time.perf_counter() - t)
+            paths[name] = {r.path for r in results}
+    out = {f"trainer_{name}_seconds": statistics.median(v) for name, v in seconds.items()}
+    out["trainer_runs"] = len(runs)
+    out["trainer_paths"] = {name: sorted(p) for name, p in paths.items()}
+    out["stacked_speedup"] = out["trainer_keras_seconds"] / out["trainer_stacked_seconds"]
+    out["graph_speedup"] = out["trainer_keras_seconds"] / out["trainer_graph_seconds"]
+    out["graph_over_stacked"] = out["trainer_graph_seconds"] / out["trainer_stacked_seconds"]
+    for name in ways:
+        echo(f"    {name}: {out[f'trainer_{name}_seconds']:.1f} s (paths: {', '.join(out['trainer_paths'][name])})")
+    return out
+
+
+def remedies_sweep(quick: bool, echo: Callable[[str], None], full: bool = False) -> dict[str, Any]:
+    """``sweeps/remedies.toml`` end to end as ``remedysweep run`` processes (one
+    worker), packed and with packing off: its share of runs packed and its time.
+    By default every configuration on one seed at 5 epochs (144 runs); ``quick``:
+    12 runs at 2 epochs; ``full``: the sweep as shipped (432 runs, 15 epochs)."""
+    text = packaged_text("remedysweep.sweeps", "remedies.toml").replace("seeds = [0, 1, 2]", "seeds = [0]")
+    if full:
+        text = text.replace("seeds = [0]", "seeds = [0, 1, 2]")
+    elif quick:  # 12 runs: the loss, batch norm and regularizer, 2 epochs
+        for a, b in (("epochs = 15", "epochs = 2"), ('width = [64, 512]', 'width = [64]'), ('activation = ["leaky_relu", "relu", "tanh"]',
+                     'activation = ["leaky_relu"]'), ('optimizer = ["adam", "sgd"]', 'optimizer = ["adam"]'), ("width = 512", "width = 64")):
+            text = text.replace(a, b)
+    else:  # 144 runs: every configuration, one seed, 5 epochs
+        text = text.replace("epochs = 15", "epochs = 5")
+    label = "as shipped" if full else "a sample"
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, pack in (("remedies_packed", True), ("remedies_keras", False)):
+            echo(f"  sweeps/remedies.toml ({label}): {'packed' if pack else 'packing off'} ...")
+            seconds, runs = _cli_sweep(text, folder, name, 1, pack)
+            out[f"{name}_seconds"] = seconds
+            echo(f"    {runs} runs in {seconds:.1f} s")
+            if pack:
+                t = read_csv(folder / name / TRIALS_CSV, 1 << 40)
+                out["remedies_runs"] = len(t)
+                out["remedies_share_packed"] = float((t["path"] != "keras").mean()) if len(t) else 0.0
+                out["remedies_paths"] = {str(k): int(v) for k, v in t["path"].value_counts().items()}
+    out["remedies_packed_speedup"] = out["remedies_keras_seconds"] / out["remedies_packed_seconds"]
+    out["remedies_sample"] = label
     return out
 
 
@@ -272,7 +356,7 @@ def check_bench_out(out: Path) -> Path:
     return path
 
 
-def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, Any]:
+def run_bench(quick: bool = False, out: Path = Path("."), full: bool = False, echo: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, Any]:
     from .engine.runtime import configure_tensorflow, threads_per_worker
 
     path = check_bench_out(out)  # before minutes of measuring, not after
@@ -285,7 +369,7 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     device = f"GPU ({', '.join(gpus)})" if gpus else f"CPU ({os.cpu_count()} cores)"
-    echo(f"remedysweep bench ({'quick' if quick else 'full'}) on {device}")
+    echo(f"remedysweep bench ({'quick' if quick else 'full' if full else 'default'}) on {device}")
     echo("1/5 matmul peak (TensorFlow) and the batched-matmul ceiling ...")
     peak = tf_matmul_peak()
     np_peak = numpy_matmul()
@@ -295,14 +379,16 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
     pk = packed_efficiency(quick, peak["matmul_peak_gflops"], echo)
     echo("3/5 overhead of a Keras-path run against plain fit ...")
     ov = overhead(quick, 3 if quick else 6, echo)
-    echo("4/5 whole sweeps as remedysweep run processes ...")
+    echo("4/5 whole sweeps as remedysweep run processes, and the trainers side by side ...")
     sw = sweeps(quick, echo)
+    tr = trainers_side_by_side(quick, echo)
+    rm = remedies_sweep(quick, echo, full)
     result = {
         "written_by": "remedysweep",
-        "mode": "quick" if quick else "full",
+        "mode": "quick" if quick else "full" if full else "default",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "device": device},
         **peak, "numpy_matmul_gflops": np_peak, "batched_matmul_ceiling_gflops": ceiling,
-        "batched_matmul_ceiling_efficiency": ceiling / peak["matmul_peak_gflops"], **pk, **ov, **sw,
+        "batched_matmul_ceiling_efficiency": ceiling / peak["matmul_peak_gflops"], **pk, **ov, **sw, **tr, **rm,
     }
     echo("5/5 results")
     cores = sw["workers"]
@@ -316,6 +402,12 @@ def run_bench(quick: bool = False, out: Path = Path("."), echo: Callable[[str], 
         ("overhead_ratio (Keras-path run ÷ plain fit)", f"{ov['overhead_ratio']:.2f} ({ov['remedysweep_run_seconds']:.2f} s vs {ov['plain_keras_run_seconds']:.2f} s)"),
         ("watch_overhead_ratio (fit with Watch ÷ plain fit)", f"{ov['watch_overhead_ratio']:.2f} ({ov['watched_fit_seconds']:.2f} s vs {ov['plain_keras_run_seconds']:.2f} s)"),
         (f"worker_speedup ({cores} workers ÷ 1, packed)", f"{sw['worker_speedup']:.2f}x"),
+        (f"trainers on the same {tr['trainer_runs']} runs, in-process (keras / graph / stacked)",
+         f"{tr['trainer_keras_seconds']:.1f} s / {tr['trainer_graph_seconds']:.1f} s / {tr['trainer_stacked_seconds']:.1f} s: "
+         f"graph {tr['graph_speedup']:.2f}x, stacked {tr['stacked_speedup']:.2f}x the Keras path; graph ÷ stacked {tr['graph_over_stacked']:.2f}"),
+        (f"remedies_packed_speedup (sweeps/remedies.toml, {rm['remedies_sample']}, {rm['remedies_runs']} runs)",
+         f"{rm['remedies_packed_speedup']:.2f}x ({rm['remedies_packed_seconds']:.0f} s vs {rm['remedies_keras_seconds']:.0f} s); "
+         f"packed {rm['remedies_share_packed']:.0%} ({', '.join(f'{k} {v}' for k, v in rm['remedies_paths'].items())})"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

@@ -149,7 +149,7 @@ class Watch(keras.callbacks.Callback):
         steps = int(self.params.get("steps") or 1)
         self.recorder = Recorder(self._sweep(int(self.params.get("epochs", 1)) - self._initial_epoch()), self.chance, steps,
                                  early_stop=False, n_val=len(self.dataset.y_val) if self.dataset is not None else None)
-        self.probe = _probe(self.model, self.dataset, self.probe_size) if self.dataset is not None else None
+        self.probe = _WatchProbe(self.model, self.dataset, self.probe_size) if self.dataset is not None else None
         from remedysweep.engine.saved import save_with_data
 
         self.saved = save_with_data(self.model, self.out, self.dataset, data_is_split_of_validation=self.train_data is None)
@@ -187,20 +187,20 @@ class Watch(keras.callbacks.Callback):
         before, self._step = self._step, batch + 1
         rec = self.recorder
         if self.probe is not None and rec is not None and rec.schedule.crossed(self._epoch, before, self._step):
-            rec.add_probe(self._epoch, self._step, self.probe[1]())
+            rec.add_probe(self._epoch, self._step, self.probe.probe.accuracy())
 
     def _epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         rec = self.recorder
         if rec is None:
             return
-        d = self.probe[0]() if self.probe is not None else _weights_only(self.model)
+        d = self.probe.probe.diagnostics() if self.probe is not None else _weights_only(self.model)
         for key in ("accuracy", "val_accuracy"):  # the same metric under the name it was compiled with
             prefix = key[:-len("accuracy")]
             named = [prefix + k for k in ACCURACY_NAMES if prefix + k in logs]
             if key not in logs and named:
                 logs[key] = logs[named[0]]
         if "val_accuracy" not in logs and self.probe is not None:
-            logs["val_accuracy"] = self.probe[2]()  # the whole of `data`, as a sweep's validation accuracy
+            logs["val_accuracy"] = self.probe.accuracy_all()  # the whole of `data`, as a sweep's validation accuracy
         if "accuracy" not in logs:
             logs["accuracy"] = float("nan")
         if "val_accuracy" not in logs:
@@ -209,7 +209,7 @@ class Watch(keras.callbacks.Callback):
         rec.stopped = False
         rec.end_epoch(logs, d, d.get("weights_finite", True))
         self._tensorboard(epoch, logs, d)
-        partial = rec.finish(facts={"relu_family": self.probe is not None and self.probe[3]} if self.probe else {})
+        partial = rec.finish(facts={"relu_family": self.probe.relu} if self.probe else {})
         rec.stopped = False
         new = [s for s in partial.symptoms if s not in self.seen]
         for s in new:
@@ -226,7 +226,7 @@ class Watch(keras.callbacks.Callback):
         if self.recorder is None:
             return
         result = self.recorder.finish(seconds=time.perf_counter() - self.started, n_params=int(self.model.count_params()),
-                                      path="watch", facts={"relu_family": bool(self.probe and self.probe[3])})
+                                      path="watch", facts={"relu_family": bool(self.probe and self.probe.relu)})
         self._write(result, final=True)
         if self._writer is not None:
             self._writer.flush()
@@ -345,101 +345,74 @@ def _chance_from_units(model: Any) -> float:
     return 0.5 if units == 1 else 1.0 / units
 
 
-def _probe(model: Any, ds: Any, size: int) -> tuple[Any, Any, Any, bool]:
-    """(diagnostics(), probe accuracy(), accuracy on all of ``data``, relu family)
-    on the user's own model, as it is: the pre-activations of a hidden layer with
-    its own activation are its output computed without that activation."""
-    import keras
-    import tensorflow as tf
+class _WatchProbe:
+    """The engine's :class:`~remedysweep.engine.probe.Probe` on the user's own
+    model, as it is (``probe``), its accuracy on the whole of ``data``
+    (:meth:`accuracy_all`), and whether its hidden activations are all of the
+    ReLU family (``relu``). The pre-activations of a hidden layer with its own
+    activation are its output computed without that activation."""
 
-    from remedysweep.engine.data import map_inputs
-    from remedysweep.engine.recorder import diagnostics, slice_values
-    from remedysweep.engine.surgery import RELU_FAMILY, activation_name, main_kernel, structure, to_functional
+    def __init__(self, model: Any, ds: Any, size: int):
+        import keras
+        import tensorflow as tf
 
-    idx = ds.probe_indices(size)
-    x = map_inputs(ds.x_val, lambda a: tf.constant(a[idx]))
-    x_all = map_inputs(ds.x_val, tf.constant)
-    binary = int(model.outputs[0].shape[-1]) == 1 if getattr(model, "outputs", None) else False
-    y_true = ds.y_val[idx]
-    y_fit = tf.constant(ds.targets(y_true, ds.label_format))
-    onehot = tf.constant(ds.targets(y_true, "binary" if binary else "one_hot"))
-    functional = to_functional(model)
-    taps, hidden, output, relu = None, [], None, False
-    if functional is not None:
-        s = structure(functional)
-        output = s.output_layer
-        hidden = [l for l in s.hidden if activation_name(l) not in ("linear", "softmax") and len(l._inbound_nodes) >= 1]
-        acts = {activation_name(l) for l in hidden} | {activation_name(l) for l in s.hidden_acts}
-        relu = bool(acts) and acts <= RELU_FAMILY
-        wanted = [*hidden, *([output] if output is not None else [])]
-        try:
-            taps = keras.Model(functional.inputs, [_input_of(l, functional) for l in wanted])
-        except Exception:
-            taps, hidden, output = None, [], None
-    weighted = [l for l in model._flatten_layers(include_self=False, recursive=True) if main_kernel(l) is not None]
-    first = main_kernel(weighted[0]) if weighted else None
-    last = main_kernel(weighted[-1]) if weighted else None
-    kernel_ids = {id(main_kernel(l)) for l in weighted}
-    probabilities = _ends_in_probabilities(functional)
+        from remedysweep.engine.data import map_inputs
+        from remedysweep.engine.probe import Probe
+        from remedysweep.engine.surgery import RELU_FAMILY, activation_name, main_kernel, structure, to_functional
 
-    def linear(layer: Any, t: Any) -> Any:
-        saved = layer.activation
-        layer.activation = keras.activations.linear
-        try:
-            return layer(t)
-        finally:
-            layer.activation = saved
+        idx = ds.probe_indices(size)
+        x = map_inputs(ds.x_val, lambda a: tf.constant(a[idx]))
+        self.x_all, self.ds = map_inputs(ds.x_val, tf.constant), ds
+        binary = int(model.outputs[0].shape[-1]) == 1 if getattr(model, "outputs", None) else False
+        y_true = ds.y_val[idx]
+        y_fit = tf.constant(ds.targets(y_true, ds.label_format))
+        functional = to_functional(model)
+        tap_model, hidden, output, self.relu = None, [], None, False
+        if functional is not None:
+            s = structure(functional)
+            output = s.output_layer
+            hidden = [l for l in s.hidden if activation_name(l) not in ("linear", "softmax") and len(l._inbound_nodes) >= 1]
+            acts = {activation_name(l) for l in hidden} | {activation_name(l) for l in s.hidden_acts}
+            self.relu = bool(acts) and acts <= RELU_FAMILY
+            wanted = [*hidden, *([output] if output is not None else [])]
+            try:
+                tap_model = keras.Model(functional.inputs, [_input_of(l, functional) for l in wanted])
+            except Exception:
+                tap_model, hidden, output = None, [], None
+        weighted = [l for l in model._flatten_layers(include_self=False, recursive=True) if main_kernel(l) is not None]
+        probabilities = _ends_in_probabilities(functional)
 
-    @tf.function(autograph=False)
-    def compute() -> dict[str, Any]:
-        with tf.GradientTape() as tape:
-            pred = model(x, training=False)
-            loss = model.compute_loss(x=x, y=y_fit, y_pred=pred, training=False)
-        variables = model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        pairs = [(v, tf.convert_to_tensor(g)) for v, g in zip(variables, grads) if g is not None]
-        logits, preacts = None, []
-        if taps is not None:
-            ins = taps(x, training=False)
-            ins = list(ins) if isinstance(ins, (list, tuple)) else [ins]
-            preacts = [linear(l, t) for l, t in zip(hidden, ins[: len(hidden)])]
-            if output is not None:
-                logits = linear(output, ins[-1])
-        elif not probabilities:
-            logits = pred
-        else:
+        def linear(layer: Any, t: Any) -> Any:
+            saved = layer.activation
+            layer.activation = keras.activations.linear
+            try:
+                return layer(t)
+            finally:
+                layer.activation = saved
+
+        def taps(x: Any, pred: Any) -> tuple[Any, list[Any]]:
+            if tap_model is not None:
+                ins = tap_model(x, training=False)
+                ins = list(ins) if isinstance(ins, (list, tuple)) else [ins]
+                preacts = [linear(l, t) for l, t in zip(hidden, ins[: len(hidden)])]
+                return (linear(output, ins[-1]) if output is not None else None), preacts
+            if not probabilities:
+                return pred, []
             logp = tf.math.log(tf.clip_by_value(tf.cast(pred, tf.float32), 1e-30, 1.0))
-            logits = logp - tf.reduce_mean(logp, axis=-1, keepdims=True)  # logits up to a shift per sample
-        grad_of = {id(v): g for v, g in pairs}
-        fl = (grad_of[id(first)][None], grad_of[id(last)][None]) if first is not None and id(first) in grad_of and id(last) in grad_of else None
-        d = diagnostics(tf.cast(logits, tf.float32)[None] if logits is not None else None, onehot[None],
-                        [tf.cast(p, tf.float32)[None] for p in preacts], [tf.cast(g, tf.float32)[None] for _, g in pairs],
-                        [tf.cast(g, tf.float32)[None] for v, g in pairs if id(v) in kernel_ids], fl,
-                        [tf.cast(v, tf.float32)[None] for v in variables], binary,
-                        penalty=tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0))
-        d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
-        return d
+            return logp - tf.reduce_mean(logp, axis=-1, keepdims=True), []  # logits up to a shift per sample
 
-    def predictions(out: Any) -> Any:
-        if binary:
-            return tf.cast(tf.cast(out, tf.float32)[:, 0] > (0.5 if probabilities else 0.0), tf.int32)
-        return tf.argmax(out, axis=-1, output_type=tf.int32)
+        self.probe = Probe(model, x, y_true, ds.targets(y_true, "binary" if binary else "one_hot"), binary=binary,
+                           probabilities=probabilities, taps=taps,
+                           loss_of=lambda pred: model.compute_loss(x=x, y=y_fit, y_pred=pred, training=False),
+                           first=main_kernel(weighted[0]) if weighted else None, last=main_kernel(weighted[-1]) if weighted else None,
+                           kernels=frozenset(id(main_kernel(l)) for l in weighted))
 
-    def probe() -> dict[str, Any]:
-        d = {k: v.numpy() for k, v in compute().items()}
-        finite = bool(d.pop("weights_finite"))
-        return {**slice_values(d, 0), "weights_finite": finite}
+    def accuracy_all(self) -> float:
+        import keras
+        import tensorflow as tf
 
-    probe.compute = compute  # type: ignore[attr-defined]  # traced once per model: its tracing count says so
-
-    def accuracy() -> float:
-        return float(tf.reduce_mean(tf.cast(tf.equal(predictions(model(x, training=False)), tf.constant(y_true)), tf.float32)))
-
-    def accuracy_all() -> float:
-        out = model.predict(x_all, verbose=0, batch_size=1024)
-        return float(np.mean(keras.ops.convert_to_numpy(predictions(tf.constant(out))) == ds.y_val))
-
-    return probe, accuracy, accuracy_all, relu
+        out = self.probe.model.predict(self.x_all, verbose=0, batch_size=1024)
+        return float(np.mean(keras.ops.convert_to_numpy(self.probe.predictions(tf.constant(out))) == self.ds.y_val))
 
 
 def _input_of(layer: Any, model: Any) -> Any:

@@ -8,7 +8,6 @@ import collections
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import cli, write_sweep
 from remedysweep.engine.runtime import configure_tensorflow
@@ -23,24 +22,6 @@ from remedysweep.engine.trainers import pack_key, train_batch  # noqa: E402
 SWEEP = make_sweep("packed", model=ModelSpec(kind="mlp", width=48, activation="leaky_relu"),
                    data=DataSpec(dataset="blobs", n_classes=4, n_features=8, n_samples=300, cluster_std=2.0), epochs=3, early_probes=3, probe_size=32)
 SETUP = Setup.load(SWEEP)
-
-
-def test_a_packed_slice_is_the_run_trained_alone_through_keras():
-    runs = [({"loss": "unfused", "learning_rate": 0.05}, 0),
-            ({"loss": "keras_default", "regularizer": "maxnorm", "learning_rate": 0.01}, 1),
-            ({"loss": "fused_logits", "regularizer": "l2", "label_smoothing": 0.1, "activation": "tanh"}, 2),
-            ({"loss": "fused_logits", "learning_rate": 0.003, "initializer": "he_normal"}, 0)]
-    keys = {pack_key(build_plan(k, SETUP.registry), k, SETUP.registry)[0] for k, _ in runs}
-    assert len(keys) == 1 and None not in keys  # one pack: every difference is per slice
-    packed = train_batch(SETUP, runs)
-    for (knobs, seed), p in zip(runs, packed):
-        alone = run_alone(SETUP, knobs, seed)
-        assert p.path == "stacked" and p.pack_size == 4 and alone.path == "keras", p.message
-        for key in ("loss", "val_loss", "logit_abs_mean", "grad_norm", "weight_norm", "dead_fraction"):
-            np.testing.assert_allclose(p.curves[key], alone.curves[key], rtol=2e-3, atol=1e-5, err_msg=f"{knobs} {key}")
-        np.testing.assert_allclose(p.curves["val_accuracy"], alone.curves["val_accuracy"], atol=1.5 / len(SETUP.data.y_val))
-        assert [a for _, a in p.early_probes] == pytest.approx([a for _, a in alone.early_probes], abs=1.5 / 32)
-        assert p.outcome is alone.outcome
 
 
 def test_outcome_rates_of_both_paths_agree_on_the_quick_grid():

@@ -178,7 +178,7 @@ class GraphPack:
                 if b < self.steps:
                     for s, rec in enumerate(recorders):
                         if live[s]:
-                            rec.add_probe(epoch, b, probes[s][1]())
+                            rec.add_probe(epoch, b, probes[s].accuracy())
             logs = [_floats(r.model.get_metrics_result()) if on else {} for r, on in zip(self.runs, live)]
             for r, on in zip(self.runs, live):
                 if on:
@@ -188,7 +188,7 @@ class GraphPack:
                 if not on:
                     continue
                 logs[s].update({f"val_{k}": v for k, v in _floats(r.model.get_metrics_result()).items()})
-                d = probes[s][0]()
+                d = probes[s].diagnostics()
                 recorders[s].end_epoch(logs[s], d, d.get("weights_finite", True))
             if epoch_seconds is not None:
                 epoch_seconds.append(time.perf_counter() - started)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .build import BuiltRun, Setup
 from .data import epoch_order, map_inputs
-from .recorder import Recorder, diagnostics, slice_values
+from .probe import Probe
+from .recorder import Recorder
 from .result import RunResult
 from .surgery import main_kernel
 
@@ -66,9 +67,9 @@ def val_pipeline(built: BuiltRun) -> Any:
     return tf.data.Dataset.from_tensor_slices((built.data.x_val, built.y_val)).batch(max(built.batch_size, 256)).cache()
 
 
-def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
-    """``probe()`` -> the diagnostics of this epoch, ``accuracy()`` -> the probe
-    accuracy; both on the fixed probe batch."""
+def make_probe(built: BuiltRun, probe_size: int) -> Probe:
+    """The run's :class:`~.probe.Probe` on the fixed probe batch: logits and
+    pre-activations read off the rewritten model, the loss the run compiled."""
     import keras
     import tensorflow as tf
 
@@ -77,65 +78,32 @@ def make_probe(built: BuiltRun, probe_size: int) -> tuple[Any, Any]:
     x = map_inputs(data.x_val, lambda a: tf.constant(a[idx]))
     y_fit = tf.constant(built.y_val[idx])
     y_true = data.y_val[idx]
-    onehot = tf.constant(data.targets(y_true, "binary" if rw.binary else "one_hot"))
     inner = keras.Model(model.inputs, [rw.logits, *rw.preacts]) if rw.logits is not None else None
-    kernel_vars = [v for v in model.trainable_variables if v.path.endswith("kernel")]
-    kernel_ids = {id(v) for v in kernel_vars}
-    first = main_kernel(rw.first_kernel) if rw.first_kernel is not None else None
-    last = main_kernel(rw.last_kernel) if rw.last_kernel is not None else None
     loss_fn = built.loss
-    y_true_t = tf.constant(y_true)
 
-    def predictions(out: Any) -> Any:
-        if rw.binary:
-            return tf.cast(out[:, 0] > (0.5 if rw.probabilities else 0.0), tf.int32)
-        return tf.argmax(out, axis=-1, output_type=tf.int32)
+    def taps(x: Any, pred: Any) -> tuple[Any, list[Any]]:
+        if inner is None:
+            return None, []
+        res = inner(x, training=False)
+        res = list(res) if isinstance(res, (list, tuple)) else [res]
+        return res[0], res[1:]
 
     # In a graph, as training is: Keras fuses a softmax under its own loss only there.
-    @tf.function(autograph=False)
-    def compute() -> dict[str, Any]:
-        with tf.GradientTape() as tape:
-            pred = model(x, training=False)
-            loss = tf.reduce_mean(loss_fn(y_fit, pred))
-        variables = model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        pairs = [(v, tf.convert_to_tensor(g)) for v, g in zip(variables, grads) if g is not None]  # embeddings: IndexedSlices
-        logits, preacts = None, []
-        if inner is not None:
-            res = inner(x, training=False)
-            res = list(res) if isinstance(res, (list, tuple)) else [res]
-            logits, preacts = res[0], res[1:]
-        grad_of = {id(v): g for v, g in pairs}
-        first_last = (grad_of[id(first)][None], grad_of[id(last)][None]) if first is not None and last is not None and id(first) in grad_of and id(last) in grad_of else None
-        d = diagnostics(
-            logits[None] if logits is not None else None, onehot[None], [p[None] for p in preacts],
-            [g[None] for _, g in pairs], [g[None] for v, g in pairs if id(v) in kernel_ids], first_last,
-            [v[None] for v in variables], rw.binary, built.probe_metrics,
-            penalty=tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0),
-        )
-        d["weights_finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights if "float" in str(v.dtype)])
-        return d
-
-    def probe() -> dict[str, Any]:
-        d = {k: v.numpy() for k, v in compute().items()}
-        finite = bool(d.pop("weights_finite"))
-        return {**slice_values(d, 0), "weights_finite": finite}
-
-    def accuracy() -> float:
-        out = model(x, training=False)
-        return float(tf.reduce_mean(tf.cast(tf.equal(predictions(out), y_true_t), tf.float32)))
-
-    return probe, accuracy
+    return Probe(model, x, y_true, data.targets(y_true, "binary" if rw.binary else "one_hot"), binary=rw.binary,
+                 probabilities=rw.probabilities, taps=taps, loss_of=lambda pred: tf.reduce_mean(loss_fn(y_fit, pred)),
+                 first=main_kernel(rw.first_kernel) if rw.first_kernel is not None else None,
+                 last=main_kernel(rw.last_kernel) if rw.last_kernel is not None else None,
+                 kernels=frozenset(id(v) for v in model.trainable_variables if v.path.endswith("kernel")), metrics=built.probe_metrics)
 
 
-def _callbacks(recorder: Recorder, probe: Any, accuracy: Any) -> tuple[Any, Any]:
+def _callbacks(recorder: Recorder, probe: Probe | None, accuracy: Any) -> tuple[Any, Any]:
     import keras
 
     class Record(keras.callbacks.Callback):
         """Per-epoch diagnostics into the recorder; stop when it says so."""
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            d = probe() if probe is not None else {}
+            d = probe.diagnostics() if probe is not None else {}
             if recorder.end_epoch(logs or {}, d, d.get("weights_finite", True)):
                 self.model.stop_training = True
 
@@ -158,8 +126,8 @@ def fit_run(built: BuiltRun, recorder: Recorder, *, callbacks: tuple[Any, ...] =
     """Train one built run through ``fit``, feeding ``recorder``; returns the
     wall time of training. Raises what ``fit`` raises (the router turns it into
     a failed result). ``callbacks``: more Keras callbacks for this run."""
-    probe, accuracy = make_probe(built, recorder.sweep.training.probe_size)
-    record, early = _callbacks(recorder, probe if diagnostics_on else None, accuracy)
+    probe = make_probe(built, recorder.sweep.training.probe_size)
+    record, early = _callbacks(recorder, probe if diagnostics_on else None, probe.accuracy)
     every = [record, *callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
     epochs = built.epochs
     probe_epochs = recorder.probe_epochs

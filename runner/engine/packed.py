@@ -459,7 +459,8 @@ class PackedTrainer:
 @dataclass
 class StackFacts:
     """What the stacked trainer reads off a built run: its chain, its optimizer,
-    and the key of the runs it may stack with (same shapes and optimizer settings)."""
+    and the key of the runs it may stack with (same shapes, optimizer settings,
+    batch size, target format and data, input scaling included)."""
 
     key: tuple[Any, ...]
     chain: Chain
@@ -488,7 +489,7 @@ def _read_stack(b: BuiltRun) -> tuple[StackFacts | None, str]:
     if why:
         return None, why
     cfg = {k: v for k, v in opt.get_config().items() if k not in ("name", "learning_rate")}
-    key = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format)
+    key = (type(opt), repr(sorted(cfg.items())), tuple(k.shape for k in chain.kernels), b.batch_size, b.target_format, id(b.data))
     return StackFacts(key, chain, type(opt), cfg, float(opt.get_config()["learning_rate"])), ""
 
 

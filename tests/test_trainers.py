@@ -1,0 +1,85 @@
+"""The trainer contract, over every trainer: for each trainer and each kind of
+model it takes, a slice of its pack is the same run trained alone by Keras's
+``fit``: the same curves within a stated tolerance, the same in-epoch probes
+and the same outcome. The Keras path, whose packs are of one run, is held to
+the same comparison (its runs are reproducible from their seed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import shapes
+from remedysweep.engine.runtime import configure_tensorflow
+
+configure_tensorflow()
+
+from remedysweep.engine.build import Setup  # noqa: E402
+from remedysweep.engine.config import DataSpec, ModelSpec, make_sweep  # noqa: E402
+from remedysweep.engine.keras_trainer import run_alone  # noqa: E402
+from remedysweep.engine.sources import check_problem  # noqa: E402
+from remedysweep.engine.trainers import GRAPH, KERAS, STACKED, TRAINERS, train_batch  # noqa: E402
+
+FILE = shapes.__file__
+
+
+def mlp_setup() -> Setup:
+    sweep = make_sweep("mlp", model=ModelSpec(kind="mlp", width=48, activation="leaky_relu"),
+                       data=DataSpec(dataset="blobs", n_classes=4, n_features=8, n_samples=300, cluster_std=2.0), epochs=3, early_probes=3,
+                       probe_size=32)
+    return Setup.load(sweep)
+
+
+def own_setup(builder: str, loader: str) -> Setup:
+    sweep = make_sweep("own", model=ModelSpec(builder=f"{FILE}:{builder}"), data=DataSpec(loader=f"{FILE}:{loader}"),
+                       epochs=3, early_probes=3, probe_size=64, seeds=(0,))
+    sweep = dataclasses.replace(sweep, early_stop=dataclasses.replace(sweep.early_stop, enabled=False))
+    setup = Setup.load(sweep, data=check_problem(sweep))
+    setup.base_info()
+    return setup
+
+
+# every difference a stacked pack holds per slice: loss, learning rate, regularizer, smoothing, activation, initializer, seed
+MLP_RUNS = [({"loss": "unfused", "learning_rate": 0.05}, 0),
+            ({"loss": "keras_default", "regularizer": "maxnorm", "learning_rate": 0.01}, 1),
+            ({"loss": "fused_logits", "regularizer": "l2", "label_smoothing": 0.1, "activation": "tanh"}, 2),
+            ({"loss": "fused_logits", "learning_rate": 0.003, "initializer": "he_normal"}, 0)]
+# (model, data, configurations mixed in one pack): Conv, recurrent, embedding, normalization, dropout, two inputs
+OWN = [
+    ("conv2d_batchnorm", "digits_images", [{"optimizer": "sgd", "learning_rate": 0.05}, {"optimizer": "momentum", "learning_rate": 0.01},
+                                           {"optimizer": "rmsprop"}, {"optimizer": "adam", "width": 16}, {"optimizer": "adamw", "dropout_rate": 0.5}]),
+    ("conv1d_waves", "waves", [{}, {"width": 4, "learning_rate": 0.01}, {"loss": "fused_logits", "optimizer": "sgd", "learning_rate": 0.1}]),
+    ("gru_tokens", "token_sequences", [{}, {"learning_rate": 0.01, "optimizer": "rmsprop"}]),
+    ("lstm_tokens", "token_sequences", [{}, {"loss": "fused_logits", "learning_rate": 0.01}]),
+    ("two_inputs_merged", "digits_two", [{}, {"activation": "relu", "width": 8}, {"regularizer": "dropout", "grad_clip": "global_norm_1"}]),
+]
+# trainer -> its tolerance on the curves (relative): the stacked trainer's batched matmuls add in another order
+TOLERANCE = {"stacked": 2e-3, "graph": 1e-3, "keras": 1e-6}
+CASES = [(STACKED, "mlp", None, MLP_RUNS), (GRAPH, "mlp", None, MLP_RUNS),
+         *((GRAPH, b, l, [(k, s) for s, k in enumerate(configs)]) for b, l, configs in OWN),
+         (KERAS, "conv1d_waves", "waves", [({}, 0), ({"width": 4, "learning_rate": 0.01}, 1)])]
+
+
+def test_every_trainer_is_covered():
+    assert {t.name for t, *_ in CASES} == {t.name for t in TRAINERS} == set(TOLERANCE)
+
+
+@pytest.mark.parametrize("trainer, builder, loader, runs", CASES, ids=[f"{t.name}-{b}" for t, b, *_ in CASES])
+def test_a_slice_is_the_run_trained_alone_by_fit(trainer, builder, loader, runs):
+    setup = mlp_setup() if builder == "mlp" else own_setup(builder, loader)
+    packed = train_batch(setup, runs, trainers=(trainer,))
+    rtol = TOLERANCE[trainer.name]
+    for (knobs, seed), p in zip(runs, packed):
+        assert p.path == trainer.name and p.pack_size == (len(runs) if trainer.packs else 0), (knobs, p.path_note, p.message)
+        alone = run_alone(setup, knobs, seed)
+        assert alone.path == "keras", alone.message
+        for key in ("loss", "val_loss", "logit_abs_mean", "grad_norm", "weight_norm", "dead_fraction"):
+            np.testing.assert_allclose(p.curves[key], alone.curves[key], rtol=rtol, atol=1e-5, err_msg=f"{trainer.name} {builder} {knobs} {key}")
+        # accuracies: within one sample
+        np.testing.assert_allclose(p.curves["accuracy"], alone.curves["accuracy"], atol=1.5 / setup.data.n_train)
+        np.testing.assert_allclose(p.curves["val_accuracy"], alone.curves["val_accuracy"], atol=1.5 / len(setup.data.y_val))
+        probe_size = setup.sweep.training.probe_size
+        assert [a for _, a in p.early_probes] == pytest.approx([a for _, a in alone.early_probes], abs=1.5 / probe_size)
+        assert p.outcome is alone.outcome
