@@ -341,6 +341,8 @@ class Doctor:
         pool = contenders(log.candidates, baseline)
         attempts = 0
         base_again: Candidate | None = None  # your model on the fresh seeds: trained once, whatever is confirmed against it
+        fresh_more = range(2 * self.seeds, 3 * self.seeds)
+        base_more: Candidate | None = None  # and on the second look's fresh seeds
         unreduced: tuple[Candidate, Candidate] | None = None
         while pool and attempts < 2:
             if unreduced is not None:  # the reduced change fell short of confirmation: the whole combination gets the next look
@@ -363,11 +365,17 @@ class Doctor:
                 self._record({}, base_again.results, fresh)
             else:
                 again, = self.evaluate(setup, [chosen.knobs], "confirmation", seeds=fresh)
-            ok, figures = confirmed(chosen.results + again.results, baseline.results + base_again.results, chance)
-            label = chosen.label
-            self.echo(f"    {label}: median {median(figures['baseline']):.3f} -> {median(figures['candidate']):.3f} over "
-                      f"{figures['candidate']['runs']} seeds, one-sided Mann-Whitney p = {figures['p_value']:.2g}"
-                      + (" -> confirmed" if ok else " -> not confirmed"))
+            mine, theirs = chosen.results + again.results, baseline.results + base_again.results
+            ok, figures = confirmed(mine, theirs, chance)
+            self._say_look(chosen.label, figures, ok)
+            if figures["borderline"]:  # the second look: as many fresh seeds again, on both sides
+                if base_more is None:
+                    more, base_more = self.evaluate(setup, [chosen.knobs, {}], "confirmation, second look", seeds=fresh_more)
+                    self._record({}, base_more.results, fresh_more)
+                else:
+                    more, = self.evaluate(setup, [chosen.knobs], "confirmation, second look", seeds=fresh_more)
+                ok, figures = confirmed(mine + more.results, theirs + base_more.results, chance, look=2)
+                self._say_look(chosen.label, figures, ok)
             described = self._describe(setup, chosen, best, figures, facts)
             out["tried"] = [_tried(c) for c in log.candidates] + skipped  # with the reduction's runs
             if ok:
@@ -402,6 +410,12 @@ class Doctor:
         else:
             out["conclusion"] = "no remedy applies to these symptoms"
         return out
+
+    def _say_look(self, label: str, figures: dict[str, Any], ok: bool) -> None:
+        verdict = "confirmed" if ok else "borderline: a second look on more fresh seeds" if figures["borderline"] else "not confirmed"
+        self.echo(f"    {label}: median {median(figures['baseline']):.3f} -> {median(figures['candidate']):.3f} over "
+                  f"{figures['candidate']['runs']} seeds, one-sided Mann-Whitney p = {figures['p_value']:.2g} "
+                  f"(look {figures['look']} of up to 2, at {figures['alpha']}) -> {verdict}")
 
     def _reduce(self, setup: Any, chosen: Candidate, log: SearchLog) -> Candidate:
         """The smallest part of ``chosen`` that does as well: drop each change in
@@ -459,7 +473,8 @@ class Doctor:
         n = c["runs"]
         text = (f"{' and '.join(f'{k} = {v}' for k, v in chosen.changes)}: median final accuracy {median(b):.3f} -> {median(c):.3f} "
                 f"over {n} seeds (per seed {_per_seed(c)} against {_per_seed(b)}); seeds at chance {b['at_chance']}/{n} -> "
-                f"{c['at_chance']}/{n}; one-sided Mann-Whitney p = {figures['p_value']:.2g} ({self.seeds} of the seeds fresh)")
+                f"{c['at_chance']}/{n}; one-sided Mann-Whitney p = {figures['p_value']:.2g} ({n - self.seeds} of the seeds fresh; "
+                f"look {figures['look']} of up to 2, each at {figures['alpha']} for an overall 0.05)")
         if best is not None and best is not chosen:
             text += (f"; the best change seen, {best.label}, reached {median(best.summary):.3f} on the search seeds "
                      f"(within the seed noise of this less invasive one)")
@@ -470,6 +485,7 @@ class Doctor:
             "evidence": c,
             "baseline_evidence": b,
             "p_value": figures["p_value"],
+            "look": figures["look"],
             "gain": figures["gain"],
             "best_seen": best.label if best is not None else None,
             "best_seen_median": median(best.summary) if best is not None else None,
