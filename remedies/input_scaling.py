@@ -24,7 +24,7 @@ class InputScalingRemedy(Remedy):
             fit.set("input_scaling", value, by=self.name)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
-        return ["standardize"] if "unscaled_inputs" in symptoms else ()
+        return ["standardize"] if symptoms & {"unscaled_inputs", "inputs_scaled_twice"} else ()
 
     def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
         return ["standardize"] if "input_abs_mean" in facts else ()

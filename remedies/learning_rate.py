@@ -72,6 +72,8 @@ class LearningRateRemedy(Remedy):
                 out.append(beyond)
             steps = round(math.log10(typical / lr))
             out += [lr * 10 ** k for k in (range(1, steps) if steps > 0 else range(-1, steps, -1))]
+        if "warmup_longer_than_run" in symptoms:  # a constant rate in place of the schedule: the usual one, and the schedule's peak
+            out += [typical, *([facts["lr_schedule_peak"]] if facts.get("lr_schedule_peak") else [])]
         if symptoms & TOO_HIGH:
             out += [lr / 10, lr / 100]
         elif symptoms & TOO_LOW and lr * 10 <= 1.0:

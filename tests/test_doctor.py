@@ -82,6 +82,7 @@ def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_r
     assert "no change needed" not in v["conclusion"], v["conclusion"]
     rec = v["recommendation"]
     assert rec is not None and rec["changes"] == ["loss=fused_logits"], v["conclusion"]
+    assert list(rec["causes"]) == ["custom_loss_on_logits"], rec["causes"]  # the verdict names the mismatch it removes
     assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])
     assert "BinaryCrossentropy(from_logits=True)" in rec["code"][0] and "keep the output as it is" in rec["code"][0]
 
@@ -316,3 +317,37 @@ def test_the_confirmations_two_looks_keep_the_overall_error_at_five_percent():
     assert ok and second["look"] == 2 and not second["borderline"]
     ok, clear = confirmed(runs([0.5] * 6), runs([0.9] * 6), 0.1)
     assert not ok and not clear["borderline"]  # worse: no second look
+
+
+def test_a_warmup_longer_than_the_run_and_inputs_scaled_twice_are_named_as_causes():
+    """Both read off the model and the data before anything trains; the schedule
+    is read over the run, not at its first step, where a warmup is at 0."""
+    import types
+
+    from remedysweep.engine.faults import learning_rate_schedule, static_faults
+
+    (x_tr, _), _ = zoo.digits_images()
+    model = zoo.warmup_too_long()
+    schedule = learning_rate_schedule(model, 200)
+    assert schedule["start"] == 0.0 and 1e-5 < schedule["end"] == schedule["in_run"] < 3e-5
+    assert schedule["peak"] == pytest.approx(1e-3, rel=0.01) and schedule["peak_step"] >= 9_000
+    faults = static_faults(model, 10, steps=200)
+    assert "warmup_longer_than_run" in faults, faults
+    assert "2e-05" in faults["warmup_longer_than_run"] and "200" in faults["warmup_longer_than_run"]
+    assert "warmup_longer_than_run" not in static_faults(model, 10, steps=20_000)  # a run long enough leaves the warmup
+    assert learning_rate_schedule(zoo.constant_rate(), 200) is None
+    twice = static_faults(zoo.rescaled_twice(), 10, data=types.SimpleNamespace(x_train=x_tr))
+    assert "inputs_scaled_twice" in twice and "0.0039" in twice["inputs_scaled_twice"], twice
+    raw = np.asarray(x_tr) * 16  # the digits as loaded, 0..16: the layer is right to rescale them
+    assert "inputs_scaled_twice" not in static_faults(zoo.rescaled_twice(), 10, data=types.SimpleNamespace(x_train=raw))
+
+
+def test_a_warmup_longer_than_the_run_gets_a_constant_rate_and_the_verdict_names_the_cause():
+    """Judged against the same model at a constant rate, not against the broken one."""
+    healthy = doctor("constant_rate", "digits_int", epochs=10, budget=0)
+    v = doctor("warmup_too_long", "digits_int", epochs=10, budget=6)
+    rec = v["recommendation"]
+    assert rec is not None, v["conclusion"]
+    assert any(c.startswith("learning_rate=") for c in rec["changes"]), rec["changes"]
+    assert "warmup_longer_than_run" in rec["causes"] and "the cause it removes: warmup_longer_than_run" in rec["summary"], rec["summary"]
+    assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from remedysweep.remedies import AS_BUILT
+from remedysweep.remedies import AS_BUILT, LossFormulation
 
 from remedysweep.engine.config import DataSpec, KnobSpec, ModelSpec, Sweep, make_sweep
 from remedysweep.engine.folder import JOURNAL_FILE, JOURNAL_FILES
@@ -106,7 +106,7 @@ class Doctor:
     def _run(self) -> dict[str, Any]:
         import optuna
 
-        from remedysweep.engine.faults import head_faults, model_facts, static_faults
+        from remedysweep.engine.faults import head_faults, learning_rate_schedule, model_facts, static_faults
         from remedysweep.engine.runtime import configure_tensorflow
         from remedysweep.engine.sources import check_problem
 
@@ -122,17 +122,21 @@ class Doctor:
 
             raise SweepError("--model", None, "the model has no trainable weights (every layer frozen): nothing in it can learn, "
                                               "so no change can be verified; unfreeze the layers that should train")
-        faults = {**head_faults(base_model, info), **static_faults(base_model, setup.data.n_classes)}
+        steps = -(-setup.data.n_train // sweep.training.batch_size) * self.epochs
+        faults = {**head_faults(base_model, info), **static_faults(base_model, setup.data.n_classes, steps=steps, data=setup.data)}
         facts = {**info.facts(), **setup.data.facts, **model_facts(base_model), "one_hot_labels": setup.data.label_format == "one_hot",
                  "n_classes": setup.data.n_classes, "batch_size": sweep.training.batch_size, "chance": setup.data.chance,
                  "label_format": setup.data.label_format}
+        schedule = learning_rate_schedule(base_model, steps)
+        if schedule is not None:  # read over the run, not at its first step (a warmup starts at 0)
+            facts.update(learning_rate=schedule["in_run"], lr_schedule=schedule["name"], lr_schedule_peak=schedule["peak"])
         data = setup.data
         where = f"{_where(self.model.builder or self.model.path)} on {_where(self.data_spec.loader or self.data_spec.path)}"
         verdict: dict[str, Any] = {"model": where, "facts": facts, "n_classes": data.n_classes, "epochs": self.epochs,
                                    "seeds": self.seeds, "budget": self.budget, "chance": data.chance, "strategy": self.strategy,
                                    "static_faults": faults}
         self.echo(f"model: {info.n_params} parameters, {info.output_units} output unit(s) ending in {info.output_activation}, "
-                  f"loss {info.loss}, {info.optimizer} at learning rate {_number(info.learning_rate)}; "
+                  f"loss {info.loss}, {info.optimizer} {_rate_phrase(info.learning_rate, schedule)}; "
                   f"{data.n_train} training samples, {data.n_classes} classes, chance {data.chance:.2f}")
         for name, shown in faults.items():
             self.echo(f"    fault: {name}: {shown}")
@@ -376,7 +380,7 @@ class Doctor:
                     more, = self.evaluate(setup, [chosen.knobs], "confirmation, second look", seeds=fresh_more)
                 ok, figures = confirmed(mine + more.results, theirs + base_more.results, chance, look=2)
                 self._say_look(chosen.label, figures, ok)
-            described = self._describe(setup, chosen, best, figures, facts)
+            described = self._describe(setup, chosen, best, figures, facts, _causes(setup, chosen, symptoms, faults, facts, self.epochs))
             out["tried"] = [_tried(c) for c in log.candidates] + skipped  # with the reduction's runs
             if ok:
                 out["recommendation"] = described
@@ -468,7 +472,8 @@ class Doctor:
                                f"tried rose above chance (best median {max(median(c.summary) for c in tried):.3f}, chance {chance:.3f}), "
                                f"and {ref}")}
 
-    def _describe(self, setup: Any, chosen: Candidate, best: Candidate | None, figures: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    def _describe(self, setup: Any, chosen: Candidate, best: Candidate | None, figures: dict[str, Any], facts: dict[str, Any],
+                  causes: dict[str, str] | None = None) -> dict[str, Any]:
         c, b = figures["candidate"], figures["baseline"]
         n = c["runs"]
         text = (f"{' and '.join(f'{k} = {v}' for k, v in chosen.changes)}: median final accuracy {median(b):.3f} -> {median(c):.3f} "
@@ -478,7 +483,10 @@ class Doctor:
         if best is not None and best is not chosen:
             text += (f"; the best change seen, {best.label}, reached {median(best.summary):.3f} on the search seeds "
                      f"(within the seed noise of this less invasive one)")
+        if causes:
+            text += "; the cause it removes: " + "; ".join(f"{name} ({shown})" for name, shown in causes.items())
         return {
+            "causes": dict(causes or {}),
             "changes": [f"{k}={v}" for k, v in chosen.changes],
             "description": " and ".join(f"{k} = {v}" for k, v in chosen.changes),
             "code": [setup.registry[k].describe_change(v, facts) for k, v in chosen.changes],
@@ -561,6 +569,47 @@ class _Heartbeat:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _causes(setup: Any, chosen: Candidate, symptoms: set[str], faults: dict[str, str], facts: dict[str, Any], epochs: int) -> dict[str, str]:
+    """The causes seen in the model (:data:`~remedysweep.engine.symptoms.ROOT_CAUSES`)
+    that ``chosen`` removes, ``{name: evidence}``: read again off the model as
+    the change builds it, the fault is gone, and one of the changes is a remedy
+    for it (so that a fault the rebuilt model merely hides is not credited)."""
+    from remedysweep.engine.build import build_run
+    from remedysweep.engine.faults import head_faults, static_faults
+    from remedysweep.engine.surgery import describe_model
+    from remedysweep.engine.symptoms import ROOT_CAUSES
+
+    seen = {name: faults.get(name) or SYMPTOMS.get(name, name) for name in sorted(symptoms & ROOT_CAUSES)}
+    if not seen:
+        return {}
+    try:
+        b = build_run(setup, dict(chosen.knobs), 0)
+        # a loss formulation of remedysweep's own matches the head it builds (or the build refuses): its head is sound
+        head = {} if isinstance(b.plan.compile.loss, LossFormulation) else head_faults(b.model, describe_model(b.model, b.data))
+        after = {**head, **static_faults(b.model, b.data.n_classes, steps=b.steps_per_epoch * epochs, data=b.data)}
+    except Exception:
+        return {}
+    out = {}
+    for name, shown in seen.items():
+        if name in after:
+            continue
+        for remedy, _ in chosen.changes:
+            try:
+                if setup.registry[remedy].suggest(frozenset({name}), facts):
+                    out[name] = shown
+                    break
+            except Exception:
+                continue
+    return out
+
+
+def _rate_phrase(rate: float | None, schedule: dict[str, Any] | None) -> str:
+    if schedule is None:
+        return f"at learning rate {_number(rate)}"
+    return (f"with a learning-rate schedule ({schedule['name']}) going from {schedule['start']:.3g} to {schedule['end']:.3g} over the run's "
+            f"{schedule['steps']} steps")
 
 
 def _seeds_phrase(seeds: int) -> str:

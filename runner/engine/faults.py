@@ -51,8 +51,67 @@ def _factor(reg: Any) -> float:
         return 0.0
 
 
-def static_faults(model: Any, n_classes: int) -> dict[str, str]:
-    """Faults read off a built, compiled base model: ``{symptom name: evidence}``."""
+def learning_rate_schedule(model: Any, steps: int) -> dict[str, Any] | None:
+    """The optimizer's learning-rate schedule read over a run of ``steps``
+    updates (``None`` for a constant rate): its name, its value at the first and
+    last step, the highest value within the run, and the highest value it ever
+    reaches (looked up to far beyond the run) with the step where it does."""
+    import keras
+
+    opt = getattr(model, "optimizer", None)
+    opt = getattr(opt, "inner_optimizer", None) or opt
+    schedule = getattr(opt, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    steps = max(1, int(steps))
+    value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    try:
+        within = sorted({int(x) for x in np.linspace(0, steps, 65)})
+        run = [value(x) for x in within]
+        beyond = sorted({int(x) for x in np.geomspace(steps, max(1000 * steps, 10**7), 65)})
+        far = [value(x) for x in beyond]
+    except Exception:
+        return None
+    top = int(np.argmax(far))
+    peak, peak_step = (far[top], beyond[top]) if far[top] > max(run) else (max(run), within[int(np.argmax(run))])
+    peak = float(f"{peak:.2g}")  # read off a sample of steps: to two figures
+    return {"name": type(schedule).__name__, "start": run[0], "end": run[-1], "in_run": max(run), "peak": peak, "peak_step": peak_step,
+            "steps": steps}
+
+
+#: A Rescaling layer that divides by at least this much counts as scaling raw values
+#: (1/255 for pixels, 1/16 for the digits' 0..16)...
+RESCALES = 10.0
+#: ...and inputs whose largest absolute value is at most this are already scaled.
+SCALED_INPUTS = 1.5
+
+
+def rescaled_twice(model: Any, data: Any) -> str:
+    """Evidence that the model rescales inputs the data already scaled (a
+    ``Rescaling(1/255)`` layer fed pixels already divided by 255), or ""."""
+    import keras
+
+    from .data import input_arrays
+
+    try:
+        largest = max(float(np.max(np.abs(a))) for a in input_arrays(data.x_train) if a.dtype.kind == "f")
+    except ValueError:
+        return ""
+    if largest > SCALED_INPUTS:
+        return ""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = float(np.max(np.abs(np.asarray(layer.scale, dtype="float64"))))
+            if 0 < scale <= 1.0 / RESCALES:
+                return (f"layer {layer.name!r} (Rescaling, scale {scale:.3g}) divides inputs that are already scaled (at most "
+                        f"{largest:.3g} in the data): after it they reach at most {largest * scale:.2g}")
+    return ""
+
+
+def static_faults(model: Any, n_classes: int, steps: int | None = None, data: Any = None) -> dict[str, str]:
+    """Faults read off a built, compiled base model: ``{symptom name: evidence}``.
+    ``steps``: the updates of one run, to read a learning-rate schedule over the
+    run; ``data``: the training data, to see inputs scaled twice."""
     from .surgery import activation_name, main_kernel, structure, to_functional
 
     out: dict[str, str] = {}
@@ -82,6 +141,17 @@ def static_faults(model: Any, n_classes: int) -> dict[str, str]:
     if s is not None:  # Dense(4) + Activation("sigmoid") is the same network as Dense(4, activation="sigmoid")
         saturating += [l.name for l in s.hidden_acts if activation_name(l) in ("sigmoid", "hard_sigmoid")]
     opt_name, lr, momentum = _optimizer_facts(model)
+    schedule = learning_rate_schedule(model, steps) if steps else None
+    if schedule is not None:
+        lr = schedule["in_run"]  # the rate the run reaches, not the schedule's value before its first step
+        if schedule["in_run"] < 0.5 * schedule["peak"] and schedule["end"] >= 0.99 * schedule["in_run"]:
+            out["warmup_longer_than_run"] = (f"the learning rate ({schedule['name']}) rises from {schedule['start']:.3g} to only "
+                                             f"{schedule['end']:.3g} by the run's last step ({schedule['steps']}); it would reach "
+                                             f"{schedule['peak']:.3g} only around step {schedule['peak_step']}")
+    if data is not None:
+        twice = rescaled_twice(model, data)
+        if twice:
+            out["inputs_scaled_twice"] = twice
     if saturating and opt_name == "SGD" and momentum < 0.5:
         out["saturating_sgd"] = f"sigmoid hidden layers ({len(saturating)}) trained by plain SGD: gradients shrink layer by layer"
 

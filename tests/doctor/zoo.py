@@ -266,3 +266,35 @@ def digits_binary_raw_images():
     x_tr, x_va, y_tr, y_va = train_test_split(x.reshape(-1, 8, 8, 1).astype("float32"), (y >= 5).astype("float32"),
                                               test_size=0.3, random_state=0, stratify=y)
     return (x_tr, y_tr), (x_va, y_va)
+
+
+def rescaled_twice():
+    """A CNN that divides pixels by 255 inside the model, fed digits the loader
+    already scaled to 0..1: what reaches the first layer is at most 0.004."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _mlp(optimizer):
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def warmup_too_long():
+    """Adam behind a 10,000-step warmup copied from a large-data recipe, on 630
+    rows: ten epochs are 200 steps, and the rate ends at 2% of its target."""
+    return _mlp(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100_000, warmup_target=1e-3, warmup_steps=10_000)))
+
+
+def constant_rate():
+    """The same MLP at Adam's constant 1e-3: the reference for warmup_too_long."""
+    return _mlp(keras.optimizers.Adam(1e-3))
