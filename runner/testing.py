@@ -71,15 +71,15 @@ def check_declaration(remedy: Remedy) -> None:
 
 
 def check_every_value_trains(remedy: Remedy) -> None:
-    """Each value yields a model that trains an epoch on tiny data."""
-    from .engine.keras_trainer import run_alone
+    """Each value yields a model that trains an epoch on tiny data, through the
+    trainers a sweep uses (packed where the values allow, else alone)."""
+    from .engine.trainers import TRAINERS, train_batch
 
     values = sample_values(remedy)
     sweep = _tiny_sweep(remedy, values)
     setup = _setup(remedy, sweep)
-    for v in values:
-        r = run_alone(setup, {remedy.name: v}, 0)
-        assert r.outcome.value != "failed", f"{remedy.name}={v!r} failed to train: {r.message}"
+    for v, r in zip(values, train_batch(setup, [({remedy.name: v}, 0) for v in values], trainers=TRAINERS)):
+        assert r.outcome.value != "failed", f"{remedy.name}={v!r} failed to train ({r.path}): {r.message}"
         assert r.epochs_run == 1, f"{remedy.name}={v!r} ran {r.epochs_run} epochs, expected 1"
 
 

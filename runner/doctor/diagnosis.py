@@ -306,12 +306,15 @@ class Doctor:
     def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
         """Train every configuration over the seeds, all in one batch (packed
         where the runs allow), store the runs in the study and print one line each."""
+        from remedysweep.engine.recorder import Peers
         from remedysweep.engine.trainers import train_batch
 
         seeds = list(seeds if seeds is not None else range(self.seeds))
         runs = [(knobs, s) for knobs in configs for s in seeds]
         with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
-            results = train_batch(setup, runs, on_done=beat.done)
+            # a search round stops its hopeless changes first; your model and the confirmation train every epoch
+            peers = Peers() if source not in ("baseline", "confirmation", "confirmation, second look") else None
+            results = train_batch(setup, runs, on_done=beat.done, peers=peers)
         self.runs_trained += len(results)
         self.epochs_trained += sum(int(r.epochs_run or 0) for r in results)
         out = []

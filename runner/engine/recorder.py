@@ -81,6 +81,28 @@ def _report(recorder: Any, share: float | None) -> None:
             pass  # progress is a courtesy: it never costs a run
 
 
+class Peers:
+    """Runs trained as one batch of several configurations (a doctor search
+    round), so that a hopeless one stops first: a run whose configuration has
+    not risen above chance on any seed by ``share`` of its epochs (at least 2),
+    when another configuration of the batch had risen by that epoch, stops
+    there. Runs of one configuration never stop each other. Runs trained
+    together (one pack) see each other epoch by epoch; a run trained after
+    another has finished sees when that one rose."""
+
+    def __init__(self, share: float = 1 / 3):
+        self.share = share
+        self.risen_at: dict[str, int] = {}  # configuration -> the first epoch (1-based) one of its runs had risen by
+
+    def note(self, key: str, epochs_run: int) -> None:
+        self.risen_at.setdefault(key, epochs_run)
+
+    def hopeless(self, key: str, epochs_run: int, epochs: int) -> bool:
+        if key in self.risen_at or epochs_run < max(2, math.ceil(self.share * epochs)) or epochs_run >= epochs:
+            return False
+        return any(at <= epochs_run for other, at in self.risen_at.items() if other != key)
+
+
 class Recorder:
     """The record of one run while it trains.
 
@@ -89,7 +111,7 @@ class Recorder:
     ``extra_curves``: names of the remedies' probe metrics."""
 
     def __init__(self, sweep: Any, chance: float, steps_per_epoch: int, extra_curves: Sequence[str] = (), early_stop: bool | None = None,
-                 n_val: int | None = None):
+                 n_val: int | None = None, peers: tuple[Peers, str] | None = None):
         self.sweep = sweep
         self.chance = chance
         self.thresholds = Thresholds.of(chance, sweep.outcome, n_val)
@@ -103,12 +125,16 @@ class Recorder:
         self.nonfinite_epoch: int | None = None
         self.early_stopped = False
         self.stopped = False
+        self.peers = peers  # (the batch's Peers, this run's configuration)
+        self.hopeless = False  # stopped by its peers: still at chance while other configurations had risen
 
     @classmethod
-    def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None) -> "Recorder":
+    def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None, peers: Peers | None = None) -> "Recorder":
         """The recorder of one built run, as every trainer makes it."""
+        from .config import config_id
+
         return cls(sweep, built.data.chance, built.steps_per_epoch, [m.name for m in built.probe_metrics], early_stop,
-                   n_val=len(built.data.y_val))
+                   n_val=len(built.data.y_val), peers=(peers, config_id(built.knobs)) if peers is not None else None)
 
     @property
     def probe_epochs(self) -> int:
@@ -143,10 +169,14 @@ class Recorder:
             self.nonfinite_epoch = epoch
         last = epoch >= self.sweep.training.epochs
         stop = False
+        val = self.curves["val_accuracy"]
+        rose = max([*val, *(a for _, a in self.early_probes)]) >= self.thresholds.rise
+        if self.peers is not None and rose:
+            self.peers[0].note(self.peers[1], epoch)
         if self.early_stop:
-            val = self.curves["val_accuracy"]
-            rose = max([*val, *(a for _, a in self.early_probes)]) >= self.thresholds.rise
             stop = nonfinite or should_stop(val, rose, self.thresholds, self.sweep.early_stop.patience)
+            if not stop and self.peers is not None and self.peers[0].hopeless(self.peers[1], epoch, self.sweep.training.epochs):
+                stop = self.hopeless = True
         if stop:
             self.early_stopped = not last
         self.stopped = stop or last
@@ -156,6 +186,8 @@ class Recorder:
     def finish(self, *, error: str | None = None, seconds: float = 0.0, n_params: int = 0, path: str = "keras",
                pack_size: int = 0, path_note: str = "", facts: dict[str, Any] | None = None) -> RunResult:
         facts = dict(facts or {})
+        if self.hopeless:
+            facts["stopped_hopeless"] = True
         _report(self, None)
         c = classify(self.curves["val_accuracy"], self.thresholds, self.sweep.outcome, early_probes=self.early_probes,
                      nonfinite_epoch=self.nonfinite_epoch, error=error)

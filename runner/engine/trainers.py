@@ -31,7 +31,7 @@ from remedysweep.remedies import Registry, TrialPlan
 from .build import BuiltRun, Setup, build_run
 from .config import build_plan
 from .keras_trainer import error_message
-from .recorder import ProbeSchedule, Recorder
+from .recorder import Peers, ProbeSchedule, Recorder
 from .result import RunResult
 
 Run = tuple[Mapping[str, Any], int]  # (knobs, seed)
@@ -237,7 +237,7 @@ def route(setup: Setup, knobs: Mapping[str, Any], seed: int, trainers: Sequence[
 
 def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer] | None = None, max_pack: int | None = None,
                 on_done: Callable[[int], None] | None = None, epoch_seconds: list[float] | None = None,
-                early_stop: bool | None = None) -> list[RunResult]:
+                early_stop: bool | None = None, peers: Peers | None = None) -> list[RunResult]:
     """Train ``runs`` ((knobs, seed) pairs) in this process and return their
     results in the order given; never raises for a fault inside a run.
 
@@ -246,7 +246,8 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
     every run. ``max_pack``: the largest pack (default the sweep's). ``on_done(n)``
     hears how many runs are done after each run or pack. ``epoch_seconds`` gets
     each packed epoch's wall time (``bench``). ``early_stop``: overrides the
-    sweep's early stop for these runs."""
+    sweep's early stop for these runs. ``peers``: the runs are one batch whose
+    hopeless configurations stop first (:class:`~.recorder.Peers`)."""
     sweep = setup.sweep
     if trainers is None:
         trainers = TRAINERS if sweep.training.pack else (KERAS,)
@@ -268,7 +269,7 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
             done()
             continue
         if not trainer.packs:  # trained at once: the run's model is not kept waiting for the others
-            results[i] = _train_group(setup, trainer, [built], [runs[i]], note, early_stop)[0]
+            results[i] = _train_group(setup, trainer, [built], [runs[i]], note, early_stop, peers=peers)[0]
             done()
             continue
         trainer_of[trainer.name] = trainer
@@ -277,15 +278,15 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
             for (i, _), result in zip(chunk, _train_group(setup, trainer_of[name], [b for _, b in chunk], [runs[i] for i, _ in chunk],
-                                                          "", early_stop, epoch_seconds)):
+                                                          "", early_stop, epoch_seconds, peers)):
                 results[i] = result
             done()
     return [results[i] for i in range(len(runs))]
 
 
 def _train_group(setup: Setup, trainer: Trainer, builts: list[BuiltRun], runs: list[Run], note: str,
-                 early_stop: bool | None, epoch_seconds: list[float] | None = None) -> list[RunResult]:
-    recorders = [Recorder.for_run(b, setup.sweep, early_stop) for b in builts]
+                 early_stop: bool | None, epoch_seconds: list[float] | None = None, peers: Peers | None = None) -> list[RunResult]:
+    recorders = [Recorder.for_run(b, setup.sweep, early_stop, peers) for b in builts]
     try:
         seconds = trainer.train(builts, recorders[0].schedule, recorders, epoch_seconds)
     except Exception as exc:
