@@ -20,14 +20,12 @@ the Keras path, and ``trials.csv`` says why (:func:`graph_problem`).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
 from .build import BuiltRun
 from .data import epoch_order, map_inputs
-from .recorder import ProbeSchedule, Recorder
 
 #: Keras layers a graph pack trains (each stays the run's own object).
 LAYERS = frozenset({
@@ -104,6 +102,7 @@ class GraphPack:
                 r.model.optimizer.build(r.model.trainable_variables)
         self._train_range = tf.function(self._train_range_py, autograph=False)
         self._validate = tf.function(self._validate_py, autograph=False)
+        self._probes: list[Any] | None = None
 
     # -- the compiled parts --------------------------------------------------------
 
@@ -152,47 +151,43 @@ class GraphPack:
             tf.cond(active[s], one, lambda: tf.constant(0))
         return tf.constant(0)
 
-    # -- the loop --------------------------------------------------------------------
+    # -- the steps of the one epoch loop (:func:`~.trainers.epoch_loop`) --------------
+    # A stopped run is skipped from its next step on: tf.cond on its flag.
 
-    def train(self, recorders: list[Recorder], schedule: ProbeSchedule, epoch_seconds: list[float] | None = None) -> float:
+    def begin_epoch(self, epoch: int, live: list[int]) -> None:
         import tensorflow as tf
 
-        from .keras_trainer import make_probe
+        if self._probes is None:
+            from .keras_trainer import make_probe
 
-        probes = [make_probe(r, self.sweep.training.probe_size) for r in self.runs]
-        epochs = self.sweep.training.epochs
-        t0 = time.perf_counter()
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            live = [not rec.stopped for rec in recorders]
-            if not any(live):
-                break
-            active = tf.constant(live)
-            for r, on in zip(self.runs, live):
-                if on:
-                    r.model.reset_metrics()
-            orders = tf.constant(np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs]))
-            cuts = schedule.cuts(epoch)
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                self._train_range(orders, tf.constant(a), tf.constant(b), active)
-                if b < self.steps:
-                    for s, rec in enumerate(recorders):
-                        if live[s]:
-                            rec.add_probe(epoch, b, probes[s].accuracy())
-            logs = [_floats(r.model.get_metrics_result()) if on else {} for r, on in zip(self.runs, live)]
-            for r, on in zip(self.runs, live):
-                if on:
-                    r.model.reset_metrics()
-            self._validate(active)
-            for s, (r, on) in enumerate(zip(self.runs, live)):
-                if not on:
-                    continue
-                logs[s].update({f"val_{k}": v for k, v in _floats(r.model.get_metrics_result()).items()})
-                d = probes[s].diagnostics()
-                recorders[s].end_epoch(logs[s], d, d.get("weights_finite", True))
-            if epoch_seconds is not None:
-                epoch_seconds.append(time.perf_counter() - started)
-        return time.perf_counter() - t0
+            self._probes = [make_probe(r, self.sweep.training.probe_size) for r in self.runs]
+        self._active = tf.constant([s in live for s in range(self.S)])
+        for s in live:
+            self.runs[s].model.reset_metrics()
+        self._orders = tf.constant(np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs]))
+
+    def train_steps(self, start: int, stop: int) -> None:
+        import tensorflow as tf
+
+        self._train_range(self._orders, tf.constant(start), tf.constant(stop), self._active)
+
+    def probe_accuracies(self, live: list[int]) -> list[float]:
+        return [self._probes[s].accuracy() for s in live]
+
+    def end_epoch(self, live: list[int]) -> list[tuple[dict[str, float], dict[str, Any], bool]]:
+        logs = {s: _floats(self.runs[s].model.get_metrics_result()) for s in live}
+        for s in live:
+            self.runs[s].model.reset_metrics()
+        self._validate(self._active)
+        out = []
+        for s in live:
+            logs[s].update({f"val_{k}": v for k, v in _floats(self.runs[s].model.get_metrics_result()).items()})
+            d = self._probes[s].diagnostics()
+            out.append((logs[s], d, d.get("weights_finite", True)))
+        return out
+
+    def shrink(self, live: list[int], seconds: list[float], epochs_left: int) -> None:
+        return None  # stopped runs already cost nothing
 
 
 def _floats(logs: dict[str, Any]) -> dict[str, float]:

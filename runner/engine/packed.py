@@ -28,7 +28,6 @@ weights and optimizer state, so finished runs stop costing.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +37,7 @@ from remedysweep.remedies import AS_BUILT, LossFormulation, Registry, TrialPlan
 
 from .build import BuiltRun, make_optimizer
 from .data import epoch_order
-from .recorder import ProbeSchedule, Recorder, diagnostics, slice_values
+from .recorder import diagnostics, slice_values
 
 # Plan fields a pack may vary per slice, and fields it holds constant (part of the pack key).
 PER_SLICE = frozenset({
@@ -63,7 +62,7 @@ KERAS_LOSSES = frozenset({"categorical_crossentropy", "sparse_categorical_crosse
 JIT_OPTIMIZER = True
 #: Slices that stopped leave the pack once they are half of it and the epochs
 #: left would cost more than tracing a smaller pack ("auto"; "always" or "never"
-#: to force it either way; see :meth:`PackedTrainer.train`).
+#: to force it either way; see :meth:`PackedTrainer.shrink`).
 COMPACT = "auto"
 JIT_MIN_WEIGHTS = 2_000_000
 
@@ -388,57 +387,51 @@ class PackedTrainer:
 
     # -- the loop --------------------------------------------------------------
 
-    def train(self, recorders: list[Recorder], schedule: ProbeSchedule, epoch_seconds: list[float] | None = None,
-              first_epoch: int = 0) -> float:
-        """Train every slice from ``first_epoch`` on; ``epoch_seconds`` (if given)
-        gets each epoch's wall time. When at least half the slices have stopped
-        and the epochs left would cost more than tracing a smaller pack, the
-        slices still training go on in a pack of their own (:meth:`_subset`)."""
+    # -- the steps of the one epoch loop (:func:`~.trainers.epoch_loop`) ------------
+    # Every slice computes until the pack shrinks: a stopped slice's values are
+    # computed and not recorded (the recorder of a stopped run ignores them).
+
+    def begin_epoch(self, epoch: int, live: list[int]) -> None:
         import tensorflow as tf
 
-        epochs = self.sweep.training.epochs
-        y_true = self.data.y_train
-        t0 = time.perf_counter()
-        seconds: list[float] = []
-        for epoch in range(first_epoch, epochs):
-            started = time.perf_counter()
-            order = np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs])
-            order_t = tf.constant(order)
-            x_epoch = tf.gather(self.x_train, order_t)  # one gather per epoch: [S, n, in]
-            y_epoch = tf.gather(self.y_train, order_t, batch_dims=1)
-            t_epoch = tf.constant(y_true[order].astype("int32"))
-            cuts = schedule.cuts(epoch)
-            loss_sum, correct, seen = tf.zeros([self.S]), tf.zeros([self.S]), 0.0
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                ls, cs, sn = self._train_range(x_epoch, y_epoch, t_epoch, tf.constant(a), tf.constant(b))
-                loss_sum, correct, seen = loss_sum + ls, correct + cs, seen + float(sn)
-                if b < self.steps:
-                    acc = self._probe_accuracy().numpy()
-                    for s, rec in enumerate(recorders):
-                        rec.add_probe(epoch, b, float(acc[s]))
-            (val_loss, val_acc), d = self._epoch_end()
-            val_loss, val_acc = val_loss.numpy(), val_acc.numpy()
-            d = {k: v.numpy() for k, v in d.items()}
-            train_loss, train_acc = (loss_sum / seen).numpy(), (correct / seen).numpy()
-            for s, rec in enumerate(recorders):
-                values = slice_values({k: v for k, v in d.items() if k != "weights_finite"}, s)
-                rec.end_epoch({"loss": train_loss[s], "accuracy": train_acc[s], "val_loss": val_loss[s], "val_accuracy": val_acc[s]},
-                              values, bool(d["weights_finite"][s]))
-            seconds.append(time.perf_counter() - started)
-            if epoch_seconds is not None:
-                epoch_seconds.append(seconds[-1])
-            live = [s for s, r in enumerate(recorders) if not r.stopped]
-            if not live:
-                break
-            left = epochs - epoch - 1
-            if COMPACT != "never" and left and 2 * len(live) <= self.S:
-                # saved: the stopped slices' share of the epochs left; spent: a new trace,
-                # about what the first epoch took over a later one
-                saved = left * seconds[-1] * (1 - len(live) / self.S)
-                if COMPACT == "always" or saved > max(0.0, seconds[0] - seconds[-1]) + 0.2:
-                    sub = self._subset(live)
-                    return time.perf_counter() - t0 + sub.train([recorders[s] for s in live], schedule, epoch_seconds, epoch + 1)
-        return time.perf_counter() - t0
+        order = np.stack([epoch_order(r.seed, epoch, self.n) for r in self.runs])
+        order_t = tf.constant(order)
+        self._epoch = (tf.gather(self.x_train, order_t),  # one gather per epoch: [S, n, in]
+                       tf.gather(self.y_train, order_t, batch_dims=1), tf.constant(self.data.y_train[order].astype("int32")))
+        self._sums = (tf.zeros([self.S]), tf.zeros([self.S]), 0.0)
+
+    def train_steps(self, start: int, stop: int) -> None:
+        import tensorflow as tf
+
+        ls, cs, sn = self._train_range(*self._epoch, tf.constant(start), tf.constant(stop))
+        loss_sum, correct, seen = self._sums
+        self._sums = (loss_sum + ls, correct + cs, seen + float(sn))
+
+    def probe_accuracies(self, live: list[int]) -> list[float]:
+        acc = self._probe_accuracy().numpy()
+        return [float(acc[s]) for s in live]
+
+    def end_epoch(self, live: list[int]) -> list[tuple[dict[str, float], dict[str, Any], bool]]:
+        (val_loss, val_acc), d = self._epoch_end()
+        val_loss, val_acc = val_loss.numpy(), val_acc.numpy()
+        d = {k: v.numpy() for k, v in d.items()}
+        loss_sum, correct, seen = self._sums
+        train_loss, train_acc = (loss_sum / seen).numpy(), (correct / seen).numpy()
+        values = {k: v for k, v in d.items() if k != "weights_finite"}
+        return [({"loss": train_loss[s], "accuracy": train_acc[s], "val_loss": val_loss[s], "val_accuracy": val_acc[s]},
+                 slice_values(values, s), bool(d["weights_finite"][s])) for s in live]
+
+    def shrink(self, live: list[int], seconds: list[float], epochs_left: int) -> "PackedTrainer | None":
+        """The live slices in a pack of their own once they are at most half of
+        this one and the epochs left would cost more than tracing it: saved, the
+        stopped slices' share of the epochs left; spent, a new trace, about what
+        the first epoch took over the latest."""
+        if COMPACT == "never" or not epochs_left or 2 * len(live) > self.S:
+            return None
+        saved = epochs_left * seconds[-1] * (1 - len(live) / self.S)
+        if COMPACT == "always" or saved > max(0.0, seconds[0] - seconds[-1]) + 0.2:
+            return self._subset(live)
+        return None
 
     def _subset(self, live: list[int]) -> "PackedTrainer":
         """A pack of the slices ``live`` as they are now: weights and optimizer state carried over."""

@@ -4,8 +4,10 @@ A :class:`Trainer` says which built runs it takes (:meth:`Trainer.why_not`,
 with a cheaper look at the plan first, :meth:`Trainer.plan_problem`) and
 trains a group of them (:meth:`Trainer.train`), feeding one
 :class:`~.recorder.Recorder` per run on the group's one
-:class:`~.recorder.ProbeSchedule`. The three built in are tried in order
-(:data:`TRAINERS`):
+:class:`~.recorder.ProbeSchedule`. The packing trainers share one epoch loop
+(:func:`epoch_loop`), each supplying its compiled steps (:class:`Pack`); the
+Keras path is Keras's own ``fit`` loop with the recorder as a callback. The
+three built in are tried in order (:data:`TRAINERS`):
 
 - ``stacked`` (:mod:`.packed`): models that are Dense chains, their weights
   stacked along a slice axis, one batched matmul per layer for the whole pack;
@@ -24,7 +26,7 @@ which queued runs a worker claims together.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
 
 from remedysweep.remedies import Registry, TrialPlan
 
@@ -94,9 +96,9 @@ class StackedTrainer(Trainer):
         from .packed import PackedTrainer, stack_facts
 
         facts = [stack_facts(b)[0] for b in builts]
-        trainer = PackedTrainer(builts, [f.chain for f in facts], recorders[0].sweep, facts[0].optimizer_cls, facts[0].optimizer_config,
-                                [f.learning_rate for f in facts])
-        return trainer.train(list(recorders), schedule, epoch_seconds)
+        pack = PackedTrainer(builts, [f.chain for f in facts], recorders[0].sweep, facts[0].optimizer_cls, facts[0].optimizer_config,
+                             [f.learning_rate for f in facts])
+        return epoch_loop(pack, recorders, schedule, recorders[0].sweep.training.epochs, epoch_seconds)
 
 
 class GraphTrainer(Trainer):
@@ -117,7 +119,7 @@ class GraphTrainer(Trainer):
               epoch_seconds: list[float] | None = None) -> float:
         from .graph_pack import GraphPack
 
-        return GraphPack(builts, recorders[0].sweep).train(list(recorders), schedule, epoch_seconds)
+        return epoch_loop(GraphPack(builts, recorders[0].sweep), recorders, schedule, recorders[0].sweep.training.epochs, epoch_seconds)
 
 
 class KerasTrainer(Trainer):
@@ -142,6 +144,67 @@ class KerasTrainer(Trainer):
         for built, recorder in zip(builts, recorders):
             seconds += fit_run(built, recorder, callbacks=self.callbacks, diagnostics_on=self.diagnostics)
         return seconds
+
+
+class Pack(Protocol):
+    """What a packing trainer's compiled pack does for :func:`epoch_loop`: the
+    loop is written once, the steps are the pack's own. ``live``: the indices of
+    the runs still training (not stopped)."""
+
+    steps: int  # steps per epoch
+
+    def begin_epoch(self, epoch: int, live: list[int]) -> None:
+        """Prepare the epoch's batches (each run's own order)."""
+
+    def train_steps(self, start: int, stop: int) -> None:
+        """Steps ``[start, stop)`` of the epoch, for the live runs."""
+
+    def probe_accuracies(self, live: list[int]) -> list[float]:
+        """Each live run's accuracy on the probe batch, now."""
+
+    def end_epoch(self, live: list[int]) -> list[tuple[dict[str, float], dict[str, Any], bool]]:
+        """Each live run's (metrics, diagnostics, weights finite) for the epoch."""
+
+    def shrink(self, live: list[int], seconds: list[float], epochs_left: int) -> "Pack | None":
+        """A smaller pack of the live runs when that saves time (their state
+        carried over), or ``None`` to go on as is."""
+
+
+def epoch_loop(pack: Pack, recorders: Sequence[Recorder], schedule: ProbeSchedule, epochs: int,
+               epoch_seconds: list[float] | None = None) -> float:
+    """The epoch loop of every packing trainer: the pack trains from probe step
+    to probe step (:meth:`~.recorder.ProbeSchedule.cuts`), each live run's
+    recorder hears the probe accuracies and the epoch's end, and runs that
+    stopped stop costing (the pack skips them, or shrinks). Returns the wall time."""
+    import time
+
+    recorders = list(recorders)
+    index = list(range(len(recorders)))  # the pack's run i is recorders[index[i]]
+    t0 = time.perf_counter()
+    seconds: list[float] = []
+    for epoch in range(epochs):
+        live = [i for i, r in enumerate(index) if not recorders[r].stopped]
+        if not live:
+            break
+        started = time.perf_counter()
+        pack.begin_epoch(epoch, live)
+        cuts = schedule.cuts(epoch)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            pack.train_steps(a, b)
+            if b < pack.steps:
+                for i, accuracy in zip(live, pack.probe_accuracies(live)):
+                    recorders[index[i]].add_probe(epoch, b, accuracy)
+        for i, (metrics, diagnostics, finite) in zip(live, pack.end_epoch(live)):
+            recorders[index[i]].end_epoch(metrics, diagnostics, finite)
+        seconds.append(time.perf_counter() - started)
+        if epoch_seconds is not None:
+            epoch_seconds.append(seconds[-1])
+        still = [i for i in live if not recorders[index[i]].stopped]
+        if still and len(still) < len(index):
+            smaller = pack.shrink(still, seconds, epochs - epoch - 1)
+            if smaller is not None:
+                pack, index = smaller, [index[i] for i in still]
+    return time.perf_counter() - t0
 
 
 STACKED, GRAPH, KERAS = StackedTrainer(), GraphTrainer(), KerasTrainer()
