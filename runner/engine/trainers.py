@@ -25,6 +25,7 @@ which queued runs a worker claims together.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
 
@@ -176,7 +177,6 @@ def epoch_loop(pack: Pack, recorders: Sequence[Recorder], schedule: ProbeSchedul
     to probe step (:meth:`~.recorder.ProbeSchedule.cuts`), each live run's
     recorder hears the probe accuracies and the epoch's end, and runs that
     stopped stop costing (the pack skips them, or shrinks). Returns the wall time."""
-    import time
 
     recorders = list(recorders)
     index = list(range(len(recorders)))  # the pack's run i is recorders[index[i]]
@@ -350,12 +350,14 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
 def _train_group(setup: Setup, trainer: Trainer, builts: list[BuiltRun], runs: list[Run], note: str,
                  early_stop: bool | None, epoch_seconds: list[float] | None = None, peers: Peers | None = None) -> list[RunResult]:
     recorders = [Recorder.for_run(b, setup.sweep, early_stop, peers) for b in builts]
+    started = time.perf_counter()
     try:
         seconds = trainer.train(builts, recorders[0].schedule, recorders, epoch_seconds)
     except Exception as exc:
-        if not trainer.packs:  # a fault inside the run: a failed result with its message
+        if not trainer.packs:  # a fault inside the run: a failed result with its message and what it recorded
             b, rec = builts[0], recorders[0]
-            return [rec.finish(error=error_message(exc), n_params=_params(b), path=trainer.name, path_note=note, facts=b.facts)]
+            return [rec.finish(error=error_message(exc), seconds=time.perf_counter() - started, n_params=_params(b), path=trainer.name,
+                               path_note=note, facts=b.facts)]
         why = f"its {trainer.name} pack failed ({error_message(exc)[:200]}); trained alone"
         return [replace(train_batch(setup, [run], trainers=(KERAS,), early_stop=early_stop)[0], path_note=why) for run in runs]
     pack = len(builts) if trainer.packs else 0
