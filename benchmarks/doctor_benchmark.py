@@ -5,6 +5,8 @@ and, at the same run budget, by Optuna's random sampler over the same remedies.
     python benchmarks/doctor_benchmark.py                                   # a sample: about 15-20 min on 2 cores
     python benchmarks/doctor_benchmark.py --all --epochs 15 --out runs/doctor-bench-all   # every case (hours)
     python benchmarks/doctor_benchmark.py --subjects wine --operators l2_3,bottleneck --arms targeted
+    PYTHONPATH=<0.3's package> python benchmarks/doctor_benchmark.py --arms targeted --out runs/doctor-bench-0.3
+    python benchmarks/doctor_benchmark.py --against runs/doctor-bench-0.3/benchmark.json   # epochs and seconds against 0.3
 
 By default it samples one mutant of each of the five subjects (drawn with a
 fixed seed among the operators whose fault shows in plain Keras), the healthy
@@ -66,12 +68,15 @@ def run_doctor(subject: str, operator: str, arm: str, epochs: int, seeds: int, b
     from remedysweep.doctor import diagnose_sources
 
     t0 = time.perf_counter()
+    counted = _count_epochs()
     try:
         v = diagnose_sources(f"{CASES}:model__{subject}__{operator}", f"{CASES}:data__{subject}__{operator}", epochs=epochs,
                              seeds=seeds, budget=budget, strategy=arm)
         error = None
     except Exception as exc:  # a crash is a result too
         v, error = {}, f"{type(exc).__name__}: {exc}"
+    finally:
+        counted.close()
     seconds = time.perf_counter() - t0
     keras.backend.clear_session()
     rec = v.get("recommendation")
@@ -85,31 +90,80 @@ def run_doctor(subject: str, operator: str, arm: str, epochs: int, seeds: int, b
         "no_signal": bool(v.get("no_signal")),
         "symptoms": v.get("symptom_names", []),
         "spent": (v.get("search") or {}).get("spent", 0),
-        "epochs_trained": (v.get("trained") or {}).get("epochs"),
+        "epochs_trained": (v.get("trained") or {}).get("epochs", counted.epochs),
+        "version": remedysweep_version(),
     }
+
+
+def default_budget(epochs: int) -> int:
+    """Doctor's own default budget: in epochs (0.3 counted it in runs: 48)."""
+    try:
+        from remedysweep.doctor.diagnosis import default_budget as of
+    except ImportError:
+        return 48
+    return of(epochs)
+
+
+def remedysweep_version() -> str:
+    from remedysweep.version import __version__
+
+    return __version__
+
+
+class _count_epochs:
+    """Epochs trained by a doctor that does not report them itself (0.3): the
+    epochs of every run ``Doctor.evaluate`` and the sanity check return, counted
+    while one case runs (so that 0.3 can be measured on these cases with this
+    script: ``PYTHONPATH=<0.3's package> python benchmarks/doctor_benchmark.py``)."""
+
+    def __init__(self) -> None:
+        from remedysweep.doctor.diagnosis import Doctor
+
+        self.epochs, self._cls = 0, Doctor
+        self._saved = {name: getattr(Doctor, name) for name in ("evaluate", "sanity_check")}
+        counter = self
+
+        def evaluate(doctor, *a, **kw):
+            found = counter._saved["evaluate"](doctor, *a, **kw)
+            counter.epochs += sum(int(r.epochs_run or 0) for c in found for r in c.results)
+            return found
+
+        def sanity_check(doctor, *a, **kw):
+            out = counter._saved["sanity_check"](doctor, *a, **kw)
+            counter.epochs += int(out.get("epochs") or 0)
+            return out
+
+        Doctor.evaluate, Doctor.sanity_check = evaluate, sanity_check
+
+    def close(self) -> None:
+        for name, fn in self._saved.items():
+            setattr(self._cls, name, fn)
 
 
 def main(argv: list[str] | None = None) -> int:
     import cases
-    from remedysweep.engine.config import DOCTOR_BUDGET
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/doctor-benchmark")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--budget", type=int, default=DOCTOR_BUDGET)
+    p.add_argument("--budget", type=int, default=None, help="the search's budget in epochs (default: doctor's own, 48 runs' worth)")
     p.add_argument("--subjects", default=",".join(cases.SUBJECTS))
     p.add_argument("--operators", default="")
     p.add_argument("--arms", default="targeted,random,third", help="targeted (doctor), random (Optuna's random sampler), "
                                                                       "third (doctor at a third of the budget)")
     p.add_argument("--all", action="store_true", help="every case, not the sample")
     p.add_argument("--per-subject", type=int, default=1, help="mutants sampled per subject (without --all)")
+    p.add_argument("--against", metavar="BENCHMARK.json", help="another version's benchmark.json on the same machine (doctor's arm "
+                                                                "run with that version installed): its medians over the same cases, "
+                                                                "and this run's share of them")
     args = p.parse_args(argv)
+    budget = args.budget if args.budget is not None else default_budget(args.epochs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "benchmark.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {"plain": {}, "doctor": {}}
-    state["settings"] = {"epochs": args.epochs, "seeds": args.seeds, "budget": args.budget}
+    state["settings"] = {"epochs": args.epochs, "seeds": args.seeds, "budget": budget, "version": remedysweep_version()}
     subjects = args.subjects.split(",")
     operators = set(args.operators.split(",")) if args.operators else None
     todo = [(s, o) for s, o in cases.cases() if s in subjects and (operators is None or o in operators or o in cases.CONTROLS)]
@@ -163,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             if key in state["doctor"]:
                 continue
             r = run_doctor(s, o, "targeted" if arm == "third" else arm, args.epochs, args.seeds,
-                           args.budget // 3 if arm == "third" else args.budget)
+                           budget // 3 if arm == "third" else budget)
             r["healthy"] = healthy[s]
             r["repaired"] = bool(r["fix_median"] is not None and r["fix_median"] >= healthy[s] - 0.05)
             state["doctor"][key] = r
@@ -171,8 +225,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arm:8s} {s:12s} {o:16s} {r['seconds']:6.1f}s  {'REPAIRED' if r['repaired'] else ('fix' if r['fix'] else 'no fix'):8s} "
                   f"{r['baseline_median']} -> {r['fix_median']} (healthy {healthy[s]:.3f}) {r['fix']}", flush=True)
     report(state, kept, args.arms.split(","))
+    if args.against:
+        against(state, json.loads(Path(args.against).read_text()), kept)
     save()
     return 0
+
+
+def against(state: dict, other: dict, kept: list[tuple[str, str]]) -> None:
+    """Doctor's median epochs and seconds per case against another version's,
+    over the cases both have run (doctor's arm)."""
+    pairs = [(state["doctor"].get(f"targeted/{s}/{o}"), other.get("doctor", {}).get(f"targeted/{s}/{o}")) for s, o in kept]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if not pairs:
+        print("\nno case in common with the other run")
+        return
+    version = (other.get("settings") or {}).get("version", "the other version")
+    rows = {}
+    for key in ("epochs_trained", "seconds"):
+        mine = statistics.median([a[key] for a, _ in pairs if a.get(key) is not None])
+        theirs = statistics.median([b[key] for _, b in pairs if b.get(key) is not None])
+        rows[key] = {"this": mine, "other": theirs, "share": mine / theirs if theirs else None}
+    repaired = (sum(a["repaired"] for a, _ in pairs), sum(b["repaired"] for _, b in pairs))
+    state["against"] = {"version": version, "cases": len(pairs), **rows, "repaired": list(repaired),
+                        "settings": other.get("settings")}
+    print(f"\nagainst {version}, doctor's arm on the same {len(pairs)} cases (its settings: {other.get('settings')}):")
+    print(f"  median epochs trained per case: {rows['epochs_trained']['this']:g} against {rows['epochs_trained']['other']:g} "
+          f"({rows['epochs_trained']['share']:.2f} of it)")
+    print(f"  median seconds per case: {rows['seconds']['this']:.1f} against {rows['seconds']['other']:.1f} ({rows['seconds']['share']:.2f} of it)")
+    print(f"  mutants repaired: {repaired[0]} against {repaired[1]}")
 
 
 def plain_keras_shuffled(subject: str, epochs: int, seeds: int) -> list[float]:

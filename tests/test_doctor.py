@@ -21,7 +21,7 @@ from remedysweep.errors import SweepError
 ZOO = Path(zoo.__file__)
 
 
-def doctor(model: str, data: str, epochs: int = 8, seeds: int = 2, budget: int = 12, **kw):
+def doctor(model: str, data: str, epochs: int = 8, seeds: int = 2, budget: int = 96, **kw):
     return diagnose_sources(f"{ZOO}:{model}", f"{ZOO}:{data}", epochs=epochs, seeds=seeds, budget=budget, **kw)
 
 
@@ -55,7 +55,7 @@ def test_healthy_controls_are_left_alone(model, data):
 ])
 def test_each_classic_problem_gets_its_symptom_and_a_verified_fix(model, data, symptom, fixes):
     # two faults at once (sigmoid layers and plain SGD) need a pair: a budget that reaches the pairs round
-    v = doctor(model, data, epochs=12 if model == "deep_sigmoid" else 8, budget=28 if model == "deep_sigmoid" else 12)
+    v = doctor(model, data, epochs=12 if model == "deep_sigmoid" else 8, budget=336 if model == "deep_sigmoid" else 96)  # epochs
     assert symptom in v["symptom_names"], v["symptom_names"]
     rec = v["recommendation"]
     assert rec is not None, v["conclusion"]
@@ -77,7 +77,7 @@ def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_r
     broken one."""
     healthy = doctor("focal_on_sigmoid", "digits_binary_raw_images", epochs=10, seeds=2, budget=0)
     assert healthy["baseline_outcome"] == "healthy" and "fits its own training data" in healthy["conclusion"], healthy["conclusion"]
-    v = doctor("focal_on_logits", "digits_binary_raw_images", epochs=10, seeds=2, budget=4)
+    v = doctor("focal_on_logits", "digits_binary_raw_images", epochs=10, seeds=2, budget=40)
     assert "custom_loss_on_logits" in v["symptom_names"] and "underfitting" in v["symptom_names"], v["symptom_names"]
     assert "no change needed" not in v["conclusion"], v["conclusion"]
     rec = v["recommendation"]
@@ -88,7 +88,7 @@ def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_r
 
 
 def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
-    v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=6, out=tmp_path)
+    v = doctor("collapsing", "digits_onehot_full", epochs=15, seeds=2, budget=90, out=tmp_path)
     assert v["baseline"]["at_chance"] >= 1 and {"handwritten_loss", "collapsed"} <= set(v["symptom_names"])
     # each symptom with its numbers, not its definition
     lines = {line.split(":", 1)[0]: line for line in v["symptoms"]}
@@ -163,7 +163,7 @@ def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):
         assert {p.name for p in busy.iterdir()} == {LOCK_FILE}  # nothing written
     r = run_main(*base, "--budget", "0", "--out", str(busy))  # released: the folder is doctor's to use
     assert r.returncode == 0, r.stderr
-    assert "4/5 confirming" not in r.stdout and "skipped: the budget is 0 runs" in r.stdout, r.stdout  # 2 epochs: it underfits
+    assert "4/5 confirming" not in r.stdout and "skipped: the budget is 0 epochs" in r.stdout, r.stdout  # 2 epochs: it underfits
     from test_bad_input import tmpfs
 
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:  # a read-only file system: root cannot write there either
@@ -266,7 +266,7 @@ def test_a_change_that_diverges_is_never_a_fix_and_the_verdict_and_report_say_so
     counted as diverged, and the verdict, doctor.json and doctor.html are written."""
     plugin = Path(__file__).parent / "plugins" / "poison.py"
     lines: list[str] = []
-    v = doctor("softmax_twice", "digits_int", epochs=6, seeds=2, budget=6, plugins=(str(plugin),), out=tmp_path, echo=lines.append)
+    v = doctor("softmax_twice", "digits_int", epochs=6, seeds=2, budget=36, plugins=(str(plugin),), out=tmp_path, echo=lines.append)
     steps = [line[:3] for line in lines if line[:1].isdigit()]
     assert steps == ["1/5", "2/5", "3/5", "4/5", "5/5"], steps  # every step said, in order
     assert any(line.strip().startswith("training ") for line in lines)  # a line before each round, not minutes of silence
@@ -287,7 +287,7 @@ def test_a_model_with_nothing_to_train_is_refused_before_training(tmp_path: Path
                       "    for layer in m.layers:\n        layer.trainable = False\n"
                       "    m.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n    return m\n")
     with pytest.raises(SweepError, match="no trainable weights"):
-        diagnose_sources(f"{frozen}:build", f"{ZOO}:digits_int", epochs=2, seeds=1, budget=2)
+        diagnose_sources(f"{frozen}:build", f"{ZOO}:digits_int", epochs=2, seeds=1, budget=4)
 
 
 def test_the_confirmations_two_looks_keep_the_overall_error_at_five_percent():
@@ -345,7 +345,7 @@ def test_a_warmup_longer_than_the_run_and_inputs_scaled_twice_are_named_as_cause
 def test_a_warmup_longer_than_the_run_gets_a_constant_rate_and_the_verdict_names_the_cause():
     """Judged against the same model at a constant rate, not against the broken one."""
     healthy = doctor("constant_rate", "digits_int", epochs=10, budget=0)
-    v = doctor("warmup_too_long", "digits_int", epochs=10, budget=6)
+    v = doctor("warmup_too_long", "digits_int", epochs=10, budget=60)
     rec = v["recommendation"]
     assert rec is not None, v["conclusion"]
     assert any(c.startswith("learning_rate=") for c in rec["changes"]), rec["changes"]

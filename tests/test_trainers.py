@@ -102,3 +102,31 @@ def test_a_hopeless_configuration_stops_first_when_others_have_risen(trainer):
     alone = train_batch(setup, runs[2:], trainers=(trainer,), peers=Peers())  # one configuration: no peers to fall behind
     assert [r.epochs_run for r in alone] == [6, 6]
     assert [r.epochs_run for r in train_batch(setup, runs, trainers=(trainer,))] == [6, 6, 6, 6]  # no peers: nothing stops
+
+
+@pytest.mark.parametrize("trainer", [STACKED, KERAS], ids=["stacked", "keras"])
+def test_a_round_is_halved_at_its_rung_and_only_the_most_promising_trains_on(trainer):
+    """Successive halving in doctor's search rounds: at a third of the epochs
+    (3 of 9) only the best third of the configurations, by mean validation
+    accuracy over their seeds, goes on. In a pack every run has recorded the
+    rung before any is judged, so the order of the runs does not matter (the
+    best configuration comes last there); runs trained one after another are
+    judged against those that reached the rung before them (the best comes first)."""
+    from remedysweep.engine.recorder import Peers
+
+    setup = Setup.load(make_sweep("halving", model=ModelSpec(kind="mlp", width=16), data=DataSpec(dataset="digits"), epochs=9))
+    rates = [1e-3, 2e-3, 0.01] if trainer is STACKED else [0.01, 2e-3, 1e-3]
+    runs = [({"optimizer": "adam", "learning_rate": lr}, s) for lr in rates for s in (0, 1)]
+    peers = Peers()
+    assert peers.rungs(9) == (3,) and peers.rungs(30) == (3, 10) and peers.rungs(4) == () and Peers(halving=False).rungs(30) == ()
+    results = train_batch(setup, runs, trainers=(trainer,), peers=peers)
+    by_rate = {lr: results[2 * i:2 * i + 2] for i, lr in enumerate(rates)}
+    assert [r.epochs_run for r in by_rate[0.01]] == [9, 9] and not any(r.facts.get("stopped_halving") for r in by_rate[0.01])
+    for lr in (1e-3, 2e-3):
+        for r in by_rate[lr]:
+            assert r.epochs_run == 3 and r.early_stopped and r.facts.get("stopped_halving") == 3, (lr, r.epochs_run, r.facts)
+            assert not r.facts.get("stopped_hopeless")  # they had risen: behind, not hopeless
+    mean_at_3 = {lr: np.mean([r.curves["val_accuracy"][2] for r in rs]) for lr, rs in by_rate.items()}
+    assert mean_at_3[0.01] > max(mean_at_3[1e-3], mean_at_3[2e-3]) + 1 / len(setup.data.y_val)  # the one that went on was ahead there
+    # without halving (the reduction's rounds) every run trains its epochs
+    assert [r.epochs_run for r in train_batch(setup, runs, trainers=(trainer,), peers=Peers(halving=False))] == [9] * 6

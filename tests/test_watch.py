@@ -150,7 +150,7 @@ def test_what_watch_says_and_writes_for_a_one_hot_collapse(tmp_path: Path, capsy
 
     stamped = []
     monkeypatch.setattr(diagnosis, "HEARTBEAT_S", 1.0)  # doctor's "still training" line, at a pace this short run shows
-    v = diagnose_sources(None, None, from_=out, seeds=2, budget=2, echo=lambda line: stamped.append((time.monotonic(), line)))
+    v = diagnose_sources(None, None, from_=out, seeds=2, budget=24, echo=lambda line: stamped.append((time.monotonic(), line)))
     lines = [line for _, line in stamped]
     beats = [line for line in lines if line.startswith("    ... ")]
     assert beats and all(re.search(r"training .*: \d+/\d+ done after \d+ s$", b) for b in beats), beats
@@ -216,14 +216,14 @@ def test_doctor_from_a_watched_collapsing_run_finds_and_verifies_the_fix(tmp_pat
     assert all(o["pickled"] == "by value" for o in saved["custom_objects"])
     assert pd.read_csv(run / "trials.csv")["outcome"].iloc[0] in ("collapsed", "degraded")
 
-    v = diagnose_sources(None, None, from_=run, seeds=2, budget=3, out=tmp_path / "doc")
+    v = diagnose_sources(None, None, from_=run, seeds=2, budget=36, out=tmp_path / "doc")  # epochs: two changes, halved
     assert v["epochs"] == 12  # the watched run's
     assert v["baseline"]["at_chance"] >= 1 and "handwritten_loss" in v["symptom_names"]
     rec = v["recommendation"]
     assert rec is not None and rec["evidence"]["at_chance"] == 0
     assert min(rec["evidence"]["final_accuracy"]) > max(rec["baseline_evidence"]["final_accuracy"])
     assert "confirmed" in v["conclusion"] or "p = " in v["conclusion"]
-    # three runs cannot cover the targeted changes: the verdict says the search did not settle
+    # 36 epochs cannot cover the targeted changes: the verdict says the search did not settle
     assert v["search"]["settled"] is False and "budget ran out before the search settled" in v["conclusion"]
     assert write_doctor_report(v, tmp_path / "doc").exists()
 
@@ -254,7 +254,7 @@ def test_the_python_api_doctors_a_live_model_as_it_was_built(tmp_path: Path):
     dense, dense_again = ([l for l in m.layers if isinstance(l, keras.layers.Dense)] for m in (model, again))
     assert not np.allclose(np.asarray(dense[0].kernel), np.asarray(dense_again[0].kernel))  # a fresh draw
 
-    v = diagnose_model(model, x_tr, y_tr, validation_data=(x_va, y_va), epochs=6, seeds=2, budget=4, echo=lambda s: None)
+    v = diagnose_model(model, x_tr, y_tr, validation_data=(x_va, y_va), epochs=6, seeds=2, budget=24, echo=lambda s: None)
     assert v["baseline_outcome"] == "healthy", v["conclusion"]
     assert v["recommendation"] is None
     assert min(v["baseline"]["final_accuracy"]) > 0.8

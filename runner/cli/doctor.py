@@ -12,7 +12,7 @@ NAME = "doctor"
 
 
 def add_parser(sub: Any) -> None:
-    from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS
+    from remedysweep.engine.config import DOCTOR_BUDGET_RUNS, DOCTOR_EPOCHS, DOCTOR_SEEDS
 
     d = sub.add_parser(NAME, help="diagnose your own Keras model", description="Reproduce your model's problem over seeds and find the least invasive fix that works.")
     d.add_argument("--from", dest="from_", metavar="FOLDER", help="a run folder remedysweep.keras.Watch wrote: start from the model and data sample it holds (the code saved in it runs, as importing your script would: use it on folders you wrote)")
@@ -20,7 +20,9 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--data", help="FILE.py:FUNCTION returning ((x_train, y_train), (x_val, y_val)); an .npz with those four arrays; a .csv with a label column; or a folder of class subfolders of images")
     d.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DOCTOR_EPOCHS}; with --from, the epochs the watched run trained)")
     d.add_argument("--seeds", type=int, default=DOCTOR_SEEDS, help="seeds per candidate (default %(default)s)")
-    d.add_argument("--budget", type=int, default=DOCTOR_BUDGET, help="most runs of the search, confirmation aside (default %(default)s)")
+    d.add_argument("--budget", type=int, default=None, metavar="EPOCHS",
+                   help=f"most epochs the search trains, confirmation aside (default: {DOCTOR_BUDGET_RUNS} runs' worth, "
+                        f"{DOCTOR_BUDGET_RUNS} x --epochs); changes are halved as they train, so it pays for more changes than that")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also try remedies from a local file")
     d.add_argument("--out", default="doctor", help="folder for doctor.html and doctor.json (default: doctor)")
     d.add_argument("--json", action="store_true", help="print the machine-readable verdict on stdout")

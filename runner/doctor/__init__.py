@@ -1,5 +1,5 @@
 """``remedysweep doctor``: diagnose a user's own Keras classifier and find,
-within a budget of runs, the best remedy that verifiably fixes it.
+within a budget of epochs, the best remedy that verifiably fixes it.
 
 An application of the sweep engine, not a second one: the model and data go
 through the same sources and checks as a sweep file's, every run is trained,
@@ -22,7 +22,7 @@ from typing import Any, Callable
 from remedysweep.errors import SweepError
 from remedysweep.files import LOCK_FILE, atomic_write, check_folder, check_writable, claim_folder, folder_kind, mark_folder, read_json, read_limited
 
-from remedysweep.engine.config import DOCTOR_BUDGET, DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
+from remedysweep.engine.config import DOCTOR_EPOCHS, DOCTOR_SEEDS, DataSpec, ModelSpec
 
 from .diagnosis import MAX_BUDGET, MAX_EPOCHS, MAX_SEEDS, Doctor, doctor_sweep
 from .evidence import summarize
@@ -59,9 +59,12 @@ def _data_spec(data: str) -> DataSpec:
     return data_spec
 
 
-def check_sizes(epochs: int, seeds: int, budget: int) -> None:
-    """Refuse sizes that cannot be meant (before anything runs)."""
+def check_sizes(epochs: int, seeds: int, budget: int | None) -> None:
+    """Refuse sizes that cannot be meant (before anything runs); ``budget`` is
+    in epochs (``None``: the default)."""
     for flag, value, low, high in (("--epochs", epochs, 1, MAX_EPOCHS), ("--seeds", seeds, 1, MAX_SEEDS), ("--budget", budget, 0, MAX_BUDGET)):
+        if flag == "--budget" and value is None:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise SweepError(flag, None, f"must be an integer from {low} to {high}, got {value!r}")
 
@@ -102,7 +105,7 @@ def watched_sources(folder: str | Path, data: str | None = None) -> tuple[ModelS
     return model_spec, data_spec, meta
 
 
-def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None = None, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET,
+def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None = None, seeds: int = DOCTOR_SEEDS, budget: int | None = None,
                      plugins: tuple[str, ...] = (), echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None,
                      from_: str | Path | None = None, **options: Any) -> dict[str, Any]:
     """Diagnose a model given as ``FILE.py:FUNCTION`` (or ``package.module:FUNCTION``,
@@ -133,7 +136,7 @@ def diagnose_sources(model: str | None, data: str | None, *, epochs: int | None 
 
 
 def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = None, validation_split: float = 0.2,
-                   epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET, out: str | Path | None = None,
+                   epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int | None = None, out: str | Path | None = None,
                    echo: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
     """Doctor from a live, compiled model and arrays, as in a notebook:
 
@@ -176,7 +179,7 @@ def diagnose_model(model: Any, x: Any, y: Any = None, *, validation_data: Any = 
     return verdict
 
 
-def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int = DOCTOR_BUDGET, plugins: tuple[str, ...] = (),
+def diagnose(model: ModelSpec, data: DataSpec, *, epochs: int = DOCTOR_EPOCHS, seeds: int = DOCTOR_SEEDS, budget: int | None = None, plugins: tuple[str, ...] = (),
              echo: Callable[[str], None] = lambda s: None, out: str | Path | None = None, strategy: str = "targeted",
              pack: bool = True, watched: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every step and return the verdict (a JSON-friendly dict); with

@@ -14,7 +14,9 @@ Steps, each printed:
    failed or degraded, no fault seen in it, no strong run symptom) gets "no
    change needed" here.
 4. Search (:mod:`.search`): targeted candidates, pairs, then Optuna, within
-   ``budget`` runs; candidates of a round train together.
+   ``budget`` epochs trained (default :data:`BUDGET_RUNS` runs' worth);
+   candidates of a round train together and are halved as they train; the
+   search stops at the first change that makes the model train well.
 5. Verdict: the best change, or among those within the seed noise of it the
    least invasive, re-run with the model as built on as many fresh seeds and
    claimed only when it beats it beyond noise (:mod:`.evidence`); otherwise
@@ -38,7 +40,7 @@ from remedysweep.engine.folder import JOURNAL_FILE, JOURNAL_FILES
 from remedysweep.engine.result import RunResult, Thresholds
 from remedysweep.engine.symptoms import FITS_TRAINING, STATIC_FAULTS, SYMPTOMS, evidence, model_symptoms
 
-from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select, tolerance, within_noise
+from .evidence import Candidate, confirmed, contenders, median, rank_key, reference_accuracy, select, tolerance, training_fit, within_noise
 from .search import Search, SearchLog
 
 #: Symptoms that make a model need a fix even when no seed ended at chance.
@@ -50,8 +52,16 @@ DEFINITE = frozenset({"softmax_twice", "improper_output_activation", "softmax_mi
 SANITY_EPOCHS, SANITY_UPDATES, SANITY_PASS = 30, 300, 0.95
 #: How close to the best change seen a change that removes a root cause must get to be preferred.
 REPAIR_MARGIN = 0.05
-#: Largest sizes doctor accepts (a bigger request is refused before anything runs).
-MAX_SEEDS, MAX_EPOCHS, MAX_BUDGET = 50, 10_000, 10_000
+#: Largest sizes doctor accepts (a bigger request is refused before anything runs); the budget is in epochs.
+MAX_SEEDS, MAX_EPOCHS, MAX_BUDGET = 50, 10_000, 1_000_000
+
+
+def default_budget(epochs: int) -> int:
+    """The search's budget when none is given: as many epochs as
+    :data:`~remedysweep.engine.config.DOCTOR_BUDGET_RUNS` runs of ``epochs``."""
+    from remedysweep.engine.config import DOCTOR_BUDGET_RUNS
+
+    return DOCTOR_BUDGET_RUNS * epochs
 
 
 def doctor_sweep(model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, knobs: dict[str, tuple[Any, ...]] | None = None,
@@ -83,14 +93,16 @@ def _number(x: float | None) -> str:
 class Doctor:
     """One diagnosis (see the module text); :meth:`run` returns the verdict."""
 
-    def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int, plugins: tuple[str, ...],
+    def __init__(self, model: ModelSpec, data: DataSpec, *, epochs: int, seeds: int, budget: int | None, plugins: tuple[str, ...],
                  echo: Callable[[str], None], out: Path | None, strategy: str = "targeted", pack: bool = True,
                  watched: dict[str, Any] | None = None):
         self.model, self.data_spec = model, data
-        self.epochs, self.seeds, self.budget, self.plugins = epochs, seeds, budget, plugins
+        self.epochs, self.seeds, self.plugins = epochs, seeds, plugins
+        self.budget = default_budget(epochs) if budget is None else budget  # epochs the search may train
         self.echo, self.out, self.strategy, self.pack = echo, out, strategy, pack
         self.watched = watched or {}
         self.queue = None
+        self.root_changes: set[tuple[str, Any]] = set()
         self.epochs_trained = 0  # every epoch of every run doctor trained: baseline, sanity check, search, confirmation
         self.runs_trained = 0
 
@@ -149,7 +161,7 @@ class Doctor:
         base = baseline.summary
         symptoms = set(model_symptoms(info)) | set(faults) | set(base["symptoms"])
         outcome_problems = {k for k in ("at_chance", "failed", "degraded") if base[k]}
-        fit = _training_fit(base, data.chance)
+        fit = training_fit(base, data.chance)
         underfits = fit is not None and fit < FITS_TRAINING and not outcome_problems  # a run at chance is not "underfitting"
         symptoms.discard("underfitting")  # over the seeds, not one seed's: the verdict and the symptom list say the same
         if underfits:
@@ -194,17 +206,19 @@ class Doctor:
             return verdict
 
         if self.budget == 0:
-            self.echo("3/5 search and 4/5 confirmation skipped: the budget is 0 runs")
+            self.echo("3/5 search and 4/5 confirmation skipped: the budget is 0 epochs")
         else:
             self.echo(f"3/5 search: targeted changes, then {'Optuna TPE' if self.strategy == 'targeted' else 'random search'} "
-                      f"(budget {self.budget} runs) ...")
+                      f"(budget {self.budget} epochs, {self.budget / max(1, self.epochs):g} runs' worth; changes are halved as they train) ...")
         search = Search(setup, facts, symptoms, self.seeds, self.budget, lambda configs, source: self.evaluate(setup, configs, source),
                         self.echo, strategy=self.strategy)
         self._open_study(setup, search.prepare())
+        self.root_changes = set(search.root_changes)  # never halved in a round: a change that removes a seen cause trains in full
         self._record({}, baseline.results, range(self.seeds))
         step = "searching"
         try:
             log = search.run(baseline)
+            self.echo(f"    search: {log.spent} of {self.budget} epochs spent" + (f"; {log.ended}" if log.ended else ""))
             step = "confirming"
             if log.candidates:
                 self.echo("4/5 confirming the best change on fresh seeds ...")
@@ -306,14 +320,17 @@ class Doctor:
     def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
         """Train every configuration over the seeds, all in one batch (packed
         where the runs allow), store the runs in the study and print one line each."""
+        from remedysweep.engine.config import config_id
         from remedysweep.engine.recorder import Peers
         from remedysweep.engine.trainers import train_batch
 
         seeds = list(seeds if seeds is not None else range(self.seeds))
         runs = [(knobs, s) for knobs in configs for s in seeds]
         with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
-            # a search round stops its hopeless changes first; your model and the confirmation train every epoch
-            peers = Peers() if source not in ("baseline", "confirmation", "confirmation, second look") else None
+            # a search round stops its hopeless changes first and halves the rest as they train; the reduction
+            # compares whole runs; your model and the confirmation train every epoch
+            peers = None if source in ("baseline", "confirmation", "confirmation, second look") else \
+                Peers(halving=source != "reduce", protect=frozenset(config_id(dict([ch])) for ch in self.root_changes))
             results = train_batch(setup, runs, on_done=beat.done, peers=peers)
         self.runs_trained += len(results)
         self.epochs_trained += sum(int(r.epochs_run or 0) for r in results)
@@ -327,7 +344,10 @@ class Doctor:
             if source != "baseline":
                 self._record(knobs, mine, seeds)
                 s = cand.summary
-                self.echo(f"    {cand.label}: {s['at_chance']}/{s['runs']} at chance, final accuracy per seed {_per_seed(s)}")
+                halved = max((r.facts.get("stopped_halving") or 0 for r in mine), default=0)
+                self.echo(f"    {cand.label}: {s['at_chance']}/{s['runs']} at chance, "
+                          + (f"stopped at epoch {halved}, behind the others, at {_per_seed(s)}" if halved else
+                             f"final accuracy per seed {_per_seed(s)}"))
         return out
 
     def conclude(self, setup: Any, baseline: Candidate, log: SearchLog, facts: dict[str, Any], symptoms: set[str],
@@ -337,7 +357,8 @@ class Doctor:
         base = baseline.summary
         skipped = [{"fix": s["fix"], "applicable": False, "why": s["why"]} for s in log.skipped]
         out: dict[str, Any] = {"tried": [_tried(c) for c in log.candidates] + skipped,
-                               "search": {"spent": log.spent, "settled": log.settled, "rounds": log.rounds,
+                               "search": {"spent": log.spent, "budget": self.budget, "unit": "epochs", "ended": log.ended,
+                                          "settled": log.settled, "rounds": log.rounds,
                                           "space": {k: [str(v) for v in vs] for k, vs in log.space.items()}},
                                "recommendation": None, "best_partial": None}
         no_signal = self._no_signal(setup, baseline, log)
@@ -396,7 +417,7 @@ class Doctor:
             pool = [c for c in pool if c is not chosen and c is not original]
         best_any = min(log.candidates, key=rank_key) if log.candidates else None
         if not log.candidates and self.budget == 0:
-            out["conclusion"] = "nothing was tried: the search's budget is 0 runs (give --budget to search for a fix)"
+            out["conclusion"] = "nothing was tried: the search's budget is 0 epochs (give --budget to search for a fix)"
             if not outcome_problems:
                 out["conclusion"] += (f"; healthy on {_seeds_phrase(self.seeds)} (median final accuracy {median(base):.3f}), but it "
                                       f"does not fit its own training data (training accuracy {_train_phrase(base)})")
@@ -431,7 +452,7 @@ class Doctor:
         noise, and repeat while more than one change is left."""
         tol = tolerance(log.candidates, chosen)
         while len(chosen.changes) > 1:
-            seen = {tuple(sorted(c.changes)): c for c in log.candidates}
+            seen = {tuple(sorted(c.changes)): c for c in log.candidates if not c.cut}  # a halved change is trained again in full
             # a change that removes a cause seen in the model stays: the cause is part of the fix
             subsets = [tuple(ch for ch in chosen.changes if ch != drop) for drop in chosen.changes if drop not in log.root_changes]
             if not subsets:
@@ -630,12 +651,6 @@ def _train_median(s: dict[str, Any]) -> float | None:
     return statistics.median(train) if train else None
 
 
-def _training_fit(s: dict[str, Any], chance: float) -> float | None:
-    """How far from chance to 1 the median final training accuracy got."""
-    train = _train_median(s)
-    return None if train is None else (train - chance) / max(1e-6, 1 - chance)
-
-
 def _train_phrase(s: dict[str, Any]) -> str:
     train = _train_median(s)
     return "not recorded" if train is None else f"median {train:.3f}"
@@ -648,8 +663,9 @@ def _fits_training(r: RunResult, chance: float) -> bool:
 
 def _tried(c: Candidate) -> dict[str, Any]:
     s = c.summary
+    halved = [r.facts.get("stopped_halving") for r in c.results if r.facts.get("stopped_halving")]
     return {"fix": c.label, "applicable": True, "changes": [list(x) for x in c.changes], "source": c.source,
-            "invasiveness": c.invasiveness, **s, "median": median(s),
+            "invasiveness": c.invasiveness, **s, "median": median(s), "halved_at": max(halved) if halved else None,
             "spread": _pstdev_finite(s["final_accuracy"])}
 
 

@@ -100,6 +100,28 @@ class Candidate:
         s = self.summary
         return s["at_chance"] + s["failed"]
 
+    @property
+    def cut(self) -> bool:
+        """Stopped by the search's halving before the full length: what it
+        reached is a partial read, so it is never chosen or reused as a fix."""
+        return any(r.facts.get("stopped_halving") for r in self.results)
+
+
+def training_fit(s: dict[str, Any], chance: float) -> float | None:
+    """How far from chance to 1 the median final training accuracy over the
+    seeds got (None where the runs recorded none)."""
+    train = [a for a in s.get("train_accuracy", []) if a is not None and a == a]
+    return None if not train else (statistics.median(train) - chance) / max(1e-6, 1 - chance)
+
+
+def trains_well(s: dict[str, Any], chance: float) -> bool:
+    """What doctor asks of a healthy model: no seed at chance, failed or
+    degraded, and the training data fitted (:data:`~remedysweep.engine.symptoms.FITS_TRAINING`)."""
+    from remedysweep.engine.symptoms import FITS_TRAINING
+
+    fit = training_fit(s, chance)
+    return bool(s["runs"]) and not (s["at_chance"] or s["failed"] or s["degraded"]) and fit is not None and fit >= FITS_TRAINING
+
 
 def rank_key(c: Candidate) -> tuple[float, float]:
     """Seeds at chance or failed first, then the median final accuracy."""
@@ -119,7 +141,7 @@ def contenders(candidates: Sequence[Candidate], baseline: Candidate) -> list[Can
     Otherwise a less invasive change that did worse than the model, though
     within the seed noise of the best, would be chosen, found no better than
     the model, and hide the best change."""
-    return [c for c in candidates if rank_key(c) < rank_key(baseline)]
+    return [c for c in candidates if not c.cut and rank_key(c) < rank_key(baseline)]
 
 
 def tolerance(candidates: Sequence[Candidate], best: Candidate) -> float:

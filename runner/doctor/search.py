@@ -1,6 +1,11 @@
 """The doctor's search: targeted candidates first, then pairs of the best
 partial fixes, then Optuna over the rest of the remedy space, within a budget
-of runs. Every round's candidates train together (packed where they can).
+of epochs trained. Every round's candidates train together (packed where they
+can) and are halved as they train (:class:`~remedysweep.engine.recorder.Peers`):
+each configuration gets a few epochs, and only the most promising go on to
+the full length. The search ends as soon as a change makes the model train
+cleanly on every seed and fit its own training data (what doctor asks of a
+healthy model), or when the budget is spent.
 
 The space is the remedies' own: each remedy's ``suggest`` (values for these
 symptoms) and ``explore`` (values worth trying on this model) hooks, plugins
@@ -12,16 +17,17 @@ the same space instead (the benchmark's comparison).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from remedysweep.errors import one_line
 from remedysweep.remedies import RemedyConflict
 
-from .evidence import Candidate, median, rank_key
+from .evidence import MIN_GAIN, Candidate, median, rank_key, trains_well
 
-#: Configurations per exploration round (each round is one pack).
-ROUND = 4
+#: Configurations per exploration round (each round is one pack, halved as it trains).
+ROUND = 6
 #: Most changes in one configuration the exploration proposes.
 MAX_CHANGES = 3
 
@@ -33,20 +39,29 @@ class SearchLog:
     space: dict[str, list[Any]] = field(default_factory=dict)
     #: single changes that remove a cause seen in the model, its settings or the data
     root_changes: set[tuple[str, Any]] = field(default_factory=set)
-    spent: int = 0
+    spent: int = 0  # epochs trained
     settled: bool = True
+    #: why the search ended before its budget was spent ("" when it spent it)
+    ended: str = ""
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Search:
     """One search (see the module text). ``evaluate(configs, source)`` trains
-    each configuration over the seeds and returns its :class:`Candidate`."""
+    each configuration over the seeds and returns its :class:`Candidate`.
+    ``budget``: the most epochs the search trains. ``eta``: the share of a
+    round's configurations (1/eta) that goes on at each rung of the halving."""
 
     def __init__(self, setup: Any, facts: dict[str, Any], symptoms: set[str], seeds: int, budget: int,
                  evaluate: Callable[[list[dict[str, Any]], str], list[Candidate]], echo: Callable[[str], None],
-                 strategy: str = "targeted", sampler_seed: int = 0):
+                 strategy: str = "targeted", sampler_seed: int = 0, eta: int = 3):
+        from remedysweep.engine.recorder import Peers
+
         self.setup, self.facts, self.symptoms = setup, facts, set(symptoms)
         self.seeds, self.budget = seeds, budget
+        self.epochs = setup.sweep.training.epochs
+        self.rungs = Peers(eta=eta).rungs(self.epochs)
+        self.eta = eta
         self.evaluate, self.echo = evaluate, echo
         self.strategy, self.sampler_seed = strategy, sampler_seed
         self.log = SearchLog()
@@ -116,17 +131,33 @@ class Search:
 
     # -- the rounds ------------------------------------------------------------------
 
+    def round_cost(self, n: int) -> int:
+        """Epochs a round of ``n`` configurations trains when it is halved as
+        planned: every one to the first rung, a 1/eta share on to each next one."""
+        cost, reached, go_on = 0, 0, n
+        for rung in (*self.rungs, self.epochs):
+            cost += go_on * self.seeds * (rung - reached)
+            reached, go_on = rung, max(1, math.ceil(go_on / self.eta))
+        return cost
+
     def _room(self) -> int:
-        """Configurations the rest of the budget pays for."""
-        return max(0, (self.budget - self.log.spent) // max(1, self.seeds))
+        """Configurations the rest of the budget pays for, in one halved round."""
+        left = self.budget - self.log.spent
+        n = 0
+        while self.round_cost(n + 1) <= left and n < 1000:
+            n += 1
+        return n
 
     def _round(self, configs: list[dict[str, Any]], source: str) -> list[Candidate]:
+        if len(configs) > self._room():
+            self.log.settled = False  # the budget cut the round short: what was left out was never looked at
         configs = configs[: self._room()]
         if not configs:
             return []
-        self.echo(f"    training {len(configs)} {source} change(s) x {self.seeds} seed(s) together ...")  # a round can take minutes
+        halved = f", halved at epoch {', '.join(map(str, self.rungs))}" if self.rungs and len(configs) > 1 else ""
+        self.echo(f"    training {len(configs)} {source} change(s) x {self.seeds} seed(s) together{halved} ...")  # a round can take minutes
         found = self.evaluate(configs, source)  # each with its invasiveness
-        self.log.spent += len(configs) * self.seeds
+        self.log.spent += sum(int(r.epochs_run or 0) for c in found for r in c.results)
         self.log.candidates += found
         best = min(self.log.candidates, key=rank_key)
         self.log.rounds.append({"source": source, "configs": len(configs), "best": best.label, "best_median": median(best.summary)})
@@ -139,12 +170,36 @@ class Search:
         self.log.space = self.space(self._targeted)
         return self.log.space
 
+    def fixed(self, baseline: Candidate) -> Candidate | None:
+        """A change that already does what doctor asks of a healthy model
+        (:func:`~.evidence.trains_well`) and better than the model as built: the
+        targeted search stops there (random search spends its budget)."""
+        if self.strategy != "targeted":
+            return None
+        chance = self.setup.data.chance
+        needed = MIN_GAIN * (1 - chance) / 0.9  # as the confirmation asks: fewer seeds at chance, or a material gain
+        good = [c for c in self.log.candidates if not c.cut and trains_well(c.summary, chance)
+                and (c.bad < baseline.bad or median(c.summary) - median(baseline.summary) >= needed)]
+        return min(good, key=rank_key) if good else None
+
+    def _stop_if_fixed(self, baseline: Candidate, after: str) -> bool:
+        found = self.fixed(baseline)
+        if found is None:
+            return False
+        self.log.ended = (f"{found.label} trains cleanly on every seed and fits its training data after the {after}: "
+                          "the search stopped there")
+        return True
+
     def run(self, baseline: Candidate) -> SearchLog:
         if not hasattr(self, "_targeted"):
             self.prepare()
         if self.strategy == "targeted" and self._targeted:
             self._round([{k: v} for k, v in self._targeted], "targeted")
+            if self._stop_if_fixed(baseline, "targeted changes"):
+                return self.log
             self._pairs(baseline)
+            if self._stop_if_fixed(baseline, "pairs"):
+                return self.log
         if self._room() and self.log.space:
             self._explore(self.log.space, baseline)
         elif self.log.space:
@@ -153,7 +208,7 @@ class Search:
 
     def _pairs(self, baseline: Candidate) -> None:
         """Pairs of the best single changes that each did better than the model as built."""
-        better = [c for c in sorted(self.log.candidates, key=rank_key) if rank_key(c) < rank_key(baseline)][:3]
+        better = [c for c in sorted(self.log.candidates, key=rank_key) if not c.cut and rank_key(c) < rank_key(baseline)][:3]
         pairs = []
         for a, b in itertools.combinations(better, 2):
             merged = {**a.knobs, **b.knobs}
@@ -231,6 +286,9 @@ class Search:
                 study.tell(trial, _score(cand))
             now = min(self.log.candidates, key=rank_key)
             self.log.settled = not rank_key(now) < rank_key(last_best) or median(now.summary) - median(last_best.summary) < 0.01
+            if self._stop_if_fixed(baseline, "exploration"):
+                self.log.settled = True
+                return
 
 
 def _score(c: Candidate) -> float:

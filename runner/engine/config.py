@@ -33,7 +33,8 @@ DEFAULT_MAX_RUNS = 100_000
 MAX_VALUES_PER_KNOB = 10_000
 MAX_SWEEP_BYTES = 16 << 20
 #: Doctor's defaults, for the command line, the Python API and the benchmark alike.
-DOCTOR_EPOCHS, DOCTOR_SEEDS, DOCTOR_BUDGET = 10, 3, 48
+#: doctor's defaults; its search's budget is in epochs, by default DOCTOR_BUDGET_RUNS runs' worth
+DOCTOR_EPOCHS, DOCTOR_SEEDS, DOCTOR_BUDGET_RUNS = 10, 3, 48
 
 # ----------------------------------------------------------------------------
 # Typed configuration

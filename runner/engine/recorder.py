@@ -83,16 +83,31 @@ def _report(recorder: Any, share: float | None) -> None:
 
 class Peers:
     """Runs trained as one batch of several configurations (a doctor search
-    round), so that a hopeless one stops first: a run whose configuration has
-    not risen above chance on any seed by ``share`` of its epochs (at least 2),
-    when another configuration of the batch had risen by that epoch, stops
-    there. Runs of one configuration never stop each other. Runs trained
-    together (one pack) see each other epoch by epoch; a run trained after
-    another has finished sees when that one rose."""
+    round), so that the unpromising ones stop first. Runs of one configuration
+    are judged together and never stop each other.
 
-    def __init__(self, share: float = 1 / 3):
-        self.share = share
+    * Hopeless: a run whose configuration has not risen above chance on any seed
+      by ``share`` of its epochs (at least 2), when another configuration of the
+      batch had risen by that epoch, stops there.
+    * Successive halving (asynchronous, as in ASHA): at each rung (the run's
+      epochs divided by ``eta``, ``eta``², ... while at least 2 epochs), a
+      configuration goes on only if it is among the best ``1/eta`` of the
+      configurations that have reached that rung, by their mean validation
+      accuracy there over their seeds (a diverged run counts below any other).
+      A configuration less than one validation sample's worth behind another is
+      not behind it, and configurations tied at the boundary all go on. The
+      configurations in ``protect`` (changes that remove a cause seen in the
+      model) are never halved: they train their full length unless hopeless.
+
+    Runs trained together (one pack) see each other epoch by epoch (the pack's
+    loop records every run's epoch before it asks, :meth:`Recorder.consult_peers`);
+    a run trained after another has finished sees what that one showed."""
+
+    def __init__(self, share: float = 1 / 3, eta: int = 3, halving: bool = True, protect: frozenset[str] = frozenset()):
+        self.share, self.eta, self.halving, self.protect = share, eta, halving, protect
         self.risen_at: dict[str, int] = {}  # configuration -> the first epoch (1-based) one of its runs had risen by
+        self.at_rung: dict[int, dict[str, list[float]]] = {}  # rung -> configuration -> each run's accuracy there
+        self.decided: dict[tuple[str, int], bool] = {}  # (configuration, rung) -> stopped there
 
     def note(self, key: str, epochs_run: int) -> None:
         self.risen_at.setdefault(key, epochs_run)
@@ -101,6 +116,33 @@ class Peers:
         if key in self.risen_at or epochs_run < max(2, math.ceil(self.share * epochs)) or epochs_run >= epochs:
             return False
         return any(at <= epochs_run for other, at in self.risen_at.items() if other != key)
+
+    def rungs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs at which a run of ``epochs`` is judged against its peers."""
+        if not self.halving:
+            return ()
+        out, k = set(), 1
+        while epochs / self.eta ** k >= 2:
+            out.add(round(epochs / self.eta ** k))
+            k += 1
+        return tuple(sorted(r for r in out if r < epochs))
+
+    def reached(self, key: str, epochs_run: int, epochs: int, accuracy: float) -> None:
+        """A run of ``key`` ended epoch ``epochs_run`` at validation ``accuracy``."""
+        if epochs_run in self.rungs(epochs):
+            self.at_rung.setdefault(epochs_run, {}).setdefault(key, []).append(accuracy if math.isfinite(accuracy) else -1.0)
+
+    def halved(self, key: str, epochs_run: int, epochs: int, grain: float) -> bool:
+        """Whether ``key`` stops at this rung (decided once per configuration and rung)."""
+        if epochs_run not in self.rungs(epochs) or key in self.protect:
+            return False
+        if (key, epochs_run) not in self.decided:
+            scores = {k: sum(v) / len(v) for k, v in self.at_rung.get(epochs_run, {}).items() if v}
+            mine = scores.get(key)
+            keep = max(1, math.ceil(len(scores) / self.eta))
+            ahead = sum(1 for k, s in scores.items() if k != key and mine is not None and s > mine + grain)
+            self.decided[(key, epochs_run)] = mine is not None and ahead >= keep
+        return self.decided[(key, epochs_run)]
 
 
 class Recorder:
@@ -127,6 +169,8 @@ class Recorder:
         self.stopped = False
         self.peers = peers  # (the batch's Peers, this run's configuration)
         self.hopeless = False  # stopped by its peers: still at chance while other configurations had risen
+        self.halved_at: int | None = None  # stopped by its peers at this rung of successive halving
+        self.n_val = n_val
 
     @classmethod
     def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None, peers: Peers | None = None) -> "Recorder":
@@ -149,8 +193,11 @@ class Recorder:
         if not self.stopped:
             self.early_probes.append((round(epoch + step / self.steps_per_epoch, 4), float(accuracy)))
 
-    def end_epoch(self, metrics: dict[str, float], diagnostics: dict[str, Any] | None, weights_finite: bool = True) -> bool:
-        """Record one epoch; returns True when the run should stop here."""
+    def end_epoch(self, metrics: dict[str, float], diagnostics: dict[str, Any] | None, weights_finite: bool = True,
+                  consult_peers: bool = True) -> bool:
+        """Record one epoch; returns True when the run should stop here.
+        ``consult_peers=False``: the batch's other runs are still to record this
+        epoch; the caller asks :meth:`consult_peers` once they have."""
         if self.stopped:
             return True
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -171,23 +218,44 @@ class Recorder:
         stop = False
         val = self.curves["val_accuracy"]
         rose = max([*val, *(a for _, a in self.early_probes)]) >= self.thresholds.rise
-        if self.peers is not None and rose:
-            self.peers[0].note(self.peers[1], epoch)
+        if self.peers is not None:
+            if rose:
+                self.peers[0].note(self.peers[1], epoch)
+            self.peers[0].reached(self.peers[1], epoch, self.sweep.training.epochs, -1.0 if nonfinite else val[-1])
         if self.early_stop:
             stop = nonfinite or should_stop(val, rose, self.thresholds, self.sweep.early_stop.patience)
-            if not stop and self.peers is not None and self.peers[0].hopeless(self.peers[1], epoch, self.sweep.training.epochs):
-                stop = self.hopeless = True
         if stop:
             self.early_stopped = not last
         self.stopped = stop or last
         _report(self, 1.0 if self.stopped else epoch / max(1, self.sweep.training.epochs))
+        if consult_peers and not self.stopped:
+            return self.consult_peers()
         return stop
+
+    def consult_peers(self) -> bool:
+        """Whether the batch's other configurations stop this run after the
+        epoch it recorded last (hopeless, or halved at a rung); stops it if so."""
+        if self.stopped or not self.early_stop or self.peers is None:
+            return self.stopped
+        peers, key = self.peers
+        epoch, epochs = self.epochs_run, self.sweep.training.epochs
+        if peers.hopeless(key, epoch, epochs):
+            self.hopeless = True
+        elif peers.halved(key, epoch, epochs, 1.0 / self.n_val if self.n_val else 0.0):
+            self.halved_at = epoch
+        else:
+            return False
+        self.early_stopped = self.stopped = True
+        _report(self, 1.0)
+        return True
 
     def finish(self, *, error: str | None = None, seconds: float = 0.0, n_params: int = 0, path: str = "keras",
                pack_size: int = 0, path_note: str = "", facts: dict[str, Any] | None = None) -> RunResult:
         facts = dict(facts or {})
         if self.hopeless:
             facts["stopped_hopeless"] = True
+        if self.halved_at is not None:
+            facts["stopped_halving"] = self.halved_at
         _report(self, None)
         c = classify(self.curves["val_accuracy"], self.thresholds, self.sweep.outcome, early_probes=self.early_probes,
                      nonfinite_epoch=self.nonfinite_epoch, error=error)

@@ -195,7 +195,9 @@ def epoch_loop(pack: Pack, recorders: Sequence[Recorder], schedule: ProbeSchedul
                 for i, accuracy in zip(live, pack.probe_accuracies(live)):
                     recorders[index[i]].add_probe(epoch, b, accuracy)
         for i, (metrics, diagnostics, finite) in zip(live, pack.end_epoch(live)):
-            recorders[index[i]].end_epoch(metrics, diagnostics, finite)
+            recorders[index[i]].end_epoch(metrics, diagnostics, finite, consult_peers=False)
+        for i in live:  # every run of the pack has recorded the epoch: now they may be judged against each other
+            recorders[index[i]].consult_peers()
         seconds.append(time.perf_counter() - started)
         if epoch_seconds is not None:
             epoch_seconds.append(seconds[-1])
