@@ -112,8 +112,8 @@ def remedysweep_version() -> str:
 
 class _count_epochs:
     """Epochs trained by a doctor that does not report them itself (0.3): the
-    epochs of every run ``Doctor.evaluate`` and the sanity check return, counted
-    while one case runs (so that 0.3 can be measured on these cases with this
+    epochs of every run ``Doctor.evaluate`` returns, and the sanity check's steps
+    on easy data (batch 32) in epochs of the case's data, counted while one case runs (so that 0.3 can be measured on these cases with this
     script: ``PYTHONPATH=<0.3's package> python benchmarks/doctor_benchmark.py``)."""
 
     def __init__(self) -> None:
@@ -128,9 +128,26 @@ class _count_epochs:
             counter.epochs += sum(int(r.epochs_run or 0) for c in found for r in c.results)
             return found
 
-        def sanity_check(doctor, *a, **kw):
-            out = counter._saved["sanity_check"](doctor, *a, **kw)
-            counter.epochs += int(out.get("epochs") or 0)
+        def sanity_check(doctor, sweep, data, *a, **kw):  # its steps on easy data, counted in epochs of the case's data
+            from remedysweep.engine import data as data_module
+
+            sizes = []
+            easy_version = data_module.easy_version
+
+            def recorded(*args, **kwargs):
+                easy = easy_version(*args, **kwargs)
+                sizes.append(easy.n_train)
+                return easy
+
+            data_module.easy_version = recorded
+            try:
+                out = counter._saved["sanity_check"](doctor, sweep, data, *a, **kw)
+            finally:
+                data_module.easy_version = easy_version
+            if sizes:
+                batch = sweep.training.batch_size
+                steps = int(out.get("epochs") or 0) * -(-sizes[0] // min(32, sizes[0]))
+                counter.epochs += round(steps / -(-data.n_train // batch))
             return out
 
         Doctor.evaluate, Doctor.sanity_check = evaluate, sanity_check

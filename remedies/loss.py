@@ -26,6 +26,21 @@ from typing import Any, Mapping, Sequence
 
 from .base import Categorical, CompilePlan, LossFormulation, ModelPlan, ProbeMetric, Remedy, ReportSection
 
+#: Losses Keras ships, by the names a compiled model reports: anything else is the user's own.
+KERAS_LOSSES = frozenset({
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy", "categorical_focal_crossentropy",
+    "binary_focal_crossentropy", "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error", "hinge", "squared_hinge", "categorical_hinge", "kl_divergence", "kld", "poisson",
+    "huber", "log_cosh", "cosine_similarity", "k_l_divergence",
+})
+
+
+def _snake(name: str) -> str:
+    """``SparseCategoricalCrossentropy`` -> ``sparse_categorical_crossentropy``."""
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
 
 def _binary(y_pred: Any) -> bool:
     return y_pred.shape[-1] == 1
@@ -189,8 +204,16 @@ class LossRemedy(Remedy):
                 what = f"remove the output activation ({heads[0]}; the last layer then outputs logits)"
             else:
                 what = "keep the output as it is (it already outputs logits)"
-            return (f"{what} and compile with loss=keras.losses.{loss}(from_logits=True); "
+            text = (f"{what} and compile with loss=keras.losses.{loss}(from_logits=True); "
                     f"apply {'sigmoid' if binary else 'softmax'} only to read probabilities")
+            own = facts.get("loss")
+            if isinstance(own, str) and own and _snake(own) not in KERAS_LOSSES:
+                # the fused loss replaces a loss of the user's own: what it adds (a class weight, a focal term) is not in it
+                text += (f"; this replaces your own loss ({own}): if it weights classes or samples, keep that by passing "
+                         f"class_weight= or sample_weight= to fit; if it adds a term (a focal factor, a penalty), write it on "
+                         f"the logits (e.g. keras.losses.{'BinaryFocalCrossentropy' if binary else 'CategoricalFocalCrossentropy'}"
+                         f"(from_logits=True) for a focal loss)")
+            return text
         if value == "keras_default":
             return f"end the model in {'sigmoid' if binary else 'softmax'} and use Keras's {'binary' if binary else 'categorical'}_crossentropy"
         return "end the model in softmax and write the cross-entropy out on the probabilities (the unstable form)"

@@ -85,6 +85,8 @@ def test_a_loss_on_probabilities_fed_logits_is_fixed_to_what_the_healthy_model_r
     assert list(rec["causes"]) == ["custom_loss_on_logits"], rec["causes"]  # the verdict names the mismatch it removes
     assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])
     assert "BinaryCrossentropy(from_logits=True)" in rec["code"][0] and "keep the output as it is" in rec["code"][0]
+    # the fused loss replaces the user's own: the change says what of it to carry over
+    assert "replaces your own loss (focal_loss)" in rec["code"][0] and "BinaryFocalCrossentropy(from_logits=True)" in rec["code"][0]
 
 
 def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path):
@@ -350,4 +352,19 @@ def test_a_warmup_longer_than_the_run_gets_a_constant_rate_and_the_verdict_names
     assert rec is not None, v["conclusion"]
     assert any(c.startswith("learning_rate=") for c in rec["changes"]), rec["changes"]
     assert "warmup_longer_than_run" in rec["causes"] and "the cause it removes: warmup_longer_than_run" in rec["summary"], rec["summary"]
+    assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])
+
+
+def test_inputs_scaled_twice_get_the_models_rescaling_undone_and_the_verdict_names_the_cause():
+    """A Rescaling(1/255) inside the model on pixels the loader already scaled:
+    the fix feeds the inputs 255 times larger, which is what removing the layer
+    does, and is judged against the same CNN without the layer."""
+    healthy = doctor("rescaled_once", "digits_images", epochs=10, budget=0)
+    v = doctor("rescaled_twice", "digits_images", epochs=10, budget=100)
+    assert "inputs_scaled_twice" in v["symptom_names"] and v["facts"]["model_rescaling"] == pytest.approx(1 / 255)
+    rec = v["recommendation"]
+    assert rec is not None, v["conclusion"]
+    assert rec["changes"] == ["input_scaling=times_255"], rec["changes"]
+    assert list(rec["causes"]) == ["inputs_scaled_twice"], rec["causes"]
+    assert "remove the model's Rescaling layer (scale 1/255)" in rec["code"][0], rec["code"]
     assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])

@@ -103,22 +103,28 @@ class Doctor:
         self.watched = watched or {}
         self.queue = None
         self.root_changes: set[tuple[str, Any]] = set()
-        self.epochs_trained = 0  # every epoch of every run doctor trained: baseline, sanity check, search, confirmation
+        self.epochs_trained = 0  # every epoch of every run doctor trained on the data: baseline, search, confirmation
         self.runs_trained = 0
+        self.sanity_steps = 0  # the sanity check's updates on easy data
+        self.steps_per_epoch = 0  # of the user's data at the sweep's batch size
 
     # -- the steps -----------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         """Every step; the verdict says how much training it all took."""
         verdict = self._run()
-        verdict["trained"] = {"runs": self.runs_trained, "epochs": self.epochs_trained}
-        self.echo(f"    trained {self.runs_trained} runs, {self.epochs_trained} epochs in all")
+        sanity = round(self.sanity_steps / self.steps_per_epoch) if self.sanity_steps and self.steps_per_epoch else 0
+        verdict["trained"] = {"runs": self.runs_trained, "epochs": self.epochs_trained + sanity, "sanity_steps": self.sanity_steps,
+                              "sanity_epochs": sanity}
+        self.echo(f"    trained {self.runs_trained} runs, {self.epochs_trained + sanity} epochs in all"
+                  + (f" (the sanity check's {self.sanity_steps} steps on easy data counted as {sanity} epochs of your data)"
+                     if self.sanity_steps else ""))
         return verdict
 
     def _run(self) -> dict[str, Any]:
         import optuna
 
-        from remedysweep.engine.faults import head_faults, learning_rate_schedule, model_facts, static_faults
+        from remedysweep.engine.faults import head_faults, learning_rate_schedule, model_facts, model_rescaling, static_faults
         from remedysweep.engine.runtime import configure_tensorflow
         from remedysweep.engine.sources import check_problem
 
@@ -134,11 +140,14 @@ class Doctor:
 
             raise SweepError("--model", None, "the model has no trainable weights (every layer frozen): nothing in it can learn, "
                                               "so no change can be verified; unfreeze the layers that should train")
-        steps = -(-setup.data.n_train // sweep.training.batch_size) * self.epochs
+        self.steps_per_epoch = -(-setup.data.n_train // sweep.training.batch_size)
+        steps = self.steps_per_epoch * self.epochs
         faults = {**head_faults(base_model, info), **static_faults(base_model, setup.data.n_classes, steps=steps, data=setup.data)}
         facts = {**info.facts(), **setup.data.facts, **model_facts(base_model), "one_hot_labels": setup.data.label_format == "one_hot",
                  "n_classes": setup.data.n_classes, "batch_size": sweep.training.batch_size, "chance": setup.data.chance,
                  "label_format": setup.data.label_format}
+        if "inputs_scaled_twice" in faults:  # the scale a change must undo
+            facts["model_rescaling"] = model_rescaling(base_model)
         schedule = learning_rate_schedule(base_model, steps)
         if schedule is not None:  # read over the run, not at its first step (a warmup starts at 0)
             facts.update(learning_rate=schedule["in_run"], lr_schedule=schedule["name"], lr_schedule_peak=schedule["peak"])
@@ -313,9 +322,10 @@ class Doctor:
         except Exception as exc:
             return {"passed": False, "accuracy": float("nan"), "epochs": 0, "message": error_message(exc)}
         self.runs_trained += 1
-        self.epochs_trained += int(r.epochs_run or 0)
+        self.sanity_steps = int(r.epochs_run or 0) * steps  # counted in epochs of the user's data (run())
         acc = r.final_val_accuracy
-        return {"passed": bool(acc == acc and acc >= SANITY_PASS), "accuracy": acc, "epochs": r.epochs_run, "message": r.message}
+        return {"passed": bool(acc == acc and acc >= SANITY_PASS), "accuracy": acc, "epochs": r.epochs_run, "steps": self.sanity_steps,
+                "message": r.message}
 
     def evaluate(self, setup: Any, configs: list[dict[str, Any]], source: str, seeds: Any = None) -> list[Candidate]:
         """Train every configuration over the seeds, all in one batch (packed

@@ -3,9 +3,10 @@ partial fixes, then Optuna over the rest of the remedy space, within a budget
 of epochs trained. Every round's candidates train together (packed where they
 can) and are halved as they train (:class:`~remedysweep.engine.recorder.Peers`):
 each configuration gets a few epochs, and only the most promising go on to
-the full length. The search ends as soon as a change makes the model train
-cleanly on every seed and fit its own training data (what doctor asks of a
-healthy model), or when the budget is spent.
+the full length. Once a change makes the model train cleanly on every seed
+and fit its own training data (what doctor asks of a healthy model), the
+search ends at the first round after it that finds nothing materially better;
+otherwise it spends the budget.
 
 The space is the remedies' own: each remedy's ``suggest`` (values for these
 symptoms) and ``explore`` (values worth trying on this model) hooks, plugins
@@ -171,23 +172,32 @@ class Search:
         return self.log.space
 
     def fixed(self, baseline: Candidate) -> Candidate | None:
-        """A change that already does what doctor asks of a healthy model
-        (:func:`~.evidence.trains_well`) and better than the model as built: the
-        targeted search stops there (random search spends its budget)."""
+        """The best change so far that does what doctor asks of a healthy model
+        (:func:`~.evidence.trains_well`) and beats the model as built materially
+        (fewer seeds at chance, or the gain the confirmation asks for); None
+        for random search, which spends its budget."""
         if self.strategy != "targeted":
             return None
-        chance = self.setup.data.chance
-        needed = MIN_GAIN * (1 - chance) / 0.9  # as the confirmation asks: fewer seeds at chance, or a material gain
-        good = [c for c in self.log.candidates if not c.cut and trains_well(c.summary, chance)
-                and (c.bad < baseline.bad or median(c.summary) - median(baseline.summary) >= needed)]
+        good = [c for c in self.log.candidates if not c.cut and trains_well(c.summary, self.setup.data.chance)
+                and self._better(c, baseline)]
         return min(good, key=rank_key) if good else None
 
-    def _stop_if_fixed(self, baseline: Candidate, after: str) -> bool:
-        found = self.fixed(baseline)
-        if found is None:
+    def _better(self, c: Candidate, than: Candidate) -> bool:
+        """``c`` does materially better than ``than``: fewer seeds at chance or
+        failed, or a median higher by the gain the confirmation asks for."""
+        chance = self.setup.data.chance
+        return c.bad < than.bad or median(c.summary) - median(than.summary) >= MIN_GAIN * (1 - chance) / 0.9
+
+    def _stop_if_fixed(self, baseline: Candidate, before: Candidate | None, what: str) -> bool:
+        """The search ends when a change already trained well before the round
+        ``what`` and that round found nothing materially better: one round more
+        than the first fix, so that a fix that trains well but falls short of
+        what a combination reaches is not the last word."""
+        now = self.fixed(baseline)
+        if before is None or now is None or (now is not before and self._better(now, before)):
             return False
-        self.log.ended = (f"{found.label} trains cleanly on every seed and fits its training data after the {after}: "
-                          "the search stopped there")
+        self.log.ended = (f"{before.label} trains cleanly on every seed and fits its training data, and the {what} found "
+                          "nothing materially better: the search stopped there")
         return True
 
     def run(self, baseline: Candidate) -> SearchLog:
@@ -195,10 +205,8 @@ class Search:
             self.prepare()
         if self.strategy == "targeted" and self._targeted:
             self._round([{k: v} for k, v in self._targeted], "targeted")
-            if self._stop_if_fixed(baseline, "targeted changes"):
-                return self.log
-            self._pairs(baseline)
-            if self._stop_if_fixed(baseline, "pairs"):
+            before = self.fixed(baseline)
+            if self._pairs(baseline) and self._stop_if_fixed(baseline, before, "pairs of the best changes"):
                 return self.log
         if self._room() and self.log.space:
             self._explore(self.log.space, baseline)
@@ -206,7 +214,7 @@ class Search:
             self.log.settled = False  # the targeted changes spent the budget: the rest of the space was never looked at
         return self.log
 
-    def _pairs(self, baseline: Candidate) -> None:
+    def _pairs(self, baseline: Candidate) -> bool:
         """Pairs of the best single changes that each did better than the model as built."""
         better = [c for c in sorted(self.log.candidates, key=rank_key) if not c.cut and rank_key(c) < rank_key(baseline)][:3]
         pairs = []
@@ -216,7 +224,8 @@ class Search:
                 continue
             pairs.append(merged)
         if pairs:
-            self._round(pairs, "pair")
+            return bool(self._round(pairs, "pair"))
+        return False
 
     def _explore(self, space: dict[str, list[Any]], baseline: Candidate) -> None:
         """Optuna proposes configurations of up to :data:`MAX_CHANGES` changes
@@ -280,13 +289,14 @@ class Search:
             if not batch:
                 break
             last_best = min(self.log.candidates, key=rank_key) if self.log.candidates else baseline
+            before = self.fixed(baseline)
             found = self._round([k for _, k in batch], "explore")
             for (trial, knobs), cand in zip(batch, found):
                 known[tuple(sorted(knobs.items()))] = _score(cand)
                 study.tell(trial, _score(cand))
             now = min(self.log.candidates, key=rank_key)
             self.log.settled = not rank_key(now) < rank_key(last_best) or median(now.summary) - median(last_best.summary) < 0.01
-            if self._stop_if_fixed(baseline, "exploration"):
+            if self._stop_if_fixed(baseline, before, "last exploration round"):
                 self.log.settled = True
                 return
 

@@ -95,11 +95,14 @@ class Dataset:
 
     def scaled(self, kind: str) -> "Dataset":
         """Float inputs standardized (``standardize``) or scaled to [0, 1]
-        (``minmax``) per feature, from the training data; integer inputs kept."""
+        (``minmax``) per feature, from the training data, or multiplied by a
+        factor (``times_255``); integer inputs kept."""
 
-        def stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        def stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | Any:
             if a.dtype.kind != "f":
                 return None
+            if kind.startswith("times_"):
+                return np.float32(0.0), np.float32(1.0 / float(kind[len("times_"):]))
             if kind == "standardize":
                 return a.mean(axis=0), a.std(axis=0) + 1e-7
             low = a.min(axis=0)

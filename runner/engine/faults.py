@@ -86,6 +86,19 @@ RESCALES = 10.0
 SCALED_INPUTS = 1.5
 
 
+def model_rescaling(model: Any) -> float | None:
+    """The scale of the first ``Rescaling`` layer that divides by at least
+    :data:`RESCALES` (None when there is none)."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = float(np.max(np.abs(np.asarray(layer.scale, dtype="float64"))))
+            if 0 < scale <= 1.0 / RESCALES:
+                return scale
+    return None
+
+
 def rescaled_twice(model: Any, data: Any) -> str:
     """Evidence that the model rescales inputs the data already scaled (a
     ``Rescaling(1/255)`` layer fed pixels already divided by 255), or ""."""

@@ -95,7 +95,8 @@ class Peers:
       configurations that have reached that rung, by their mean validation
       accuracy there over their seeds (a diverged run counts below any other).
       A configuration less than one validation sample's worth behind another is
-      not behind it, and configurations tied at the boundary all go on. The
+      not behind it, and configurations tied at the boundary all go on, unless
+      they are not above chance there while another is ahead of them. The
       configurations in ``protect`` (changes that remove a cause seen in the
       model) are never halved: they train their full length unless hopeless.
 
@@ -108,6 +109,7 @@ class Peers:
         self.risen_at: dict[str, int] = {}  # configuration -> the first epoch (1-based) one of its runs had risen by
         self.at_rung: dict[int, dict[str, list[float]]] = {}  # rung -> configuration -> each run's accuracy there
         self.decided: dict[tuple[str, int], bool] = {}  # (configuration, rung) -> stopped there
+        self.above: set[tuple[str, int]] = set()  # (configuration, rung) where a run of it was above chance
 
     def note(self, key: str, epochs_run: int) -> None:
         self.risen_at.setdefault(key, epochs_run)
@@ -127,10 +129,13 @@ class Peers:
             k += 1
         return tuple(sorted(r for r in out if r < epochs))
 
-    def reached(self, key: str, epochs_run: int, epochs: int, accuracy: float) -> None:
-        """A run of ``key`` ended epoch ``epochs_run`` at validation ``accuracy``."""
+    def reached(self, key: str, epochs_run: int, epochs: int, accuracy: float, above_chance: bool = True) -> None:
+        """A run of ``key`` ended epoch ``epochs_run`` at validation ``accuracy``
+        (``above_chance``: by the outcome rules' rise margin)."""
         if epochs_run in self.rungs(epochs):
             self.at_rung.setdefault(epochs_run, {}).setdefault(key, []).append(accuracy if math.isfinite(accuracy) else -1.0)
+            if above_chance and math.isfinite(accuracy):
+                self.above.add((key, epochs_run))
 
     def halved(self, key: str, epochs_run: int, epochs: int, grain: float) -> bool:
         """Whether ``key`` stops at this rung (decided once per configuration and rung)."""
@@ -141,7 +146,8 @@ class Peers:
             mine = scores.get(key)
             keep = max(1, math.ceil(len(scores) / self.eta))
             ahead = sum(1 for k, s in scores.items() if k != key and mine is not None and s > mine + grain)
-            self.decided[(key, epochs_run)] = mine is not None and ahead >= keep
+            # not above chance there, with another configuration ahead: a tie at chance is no reason to go on
+            self.decided[(key, epochs_run)] = mine is not None and (ahead >= keep or (ahead and (key, epochs_run) not in self.above))
         return self.decided[(key, epochs_run)]
 
 
@@ -221,7 +227,8 @@ class Recorder:
         if self.peers is not None:
             if rose:
                 self.peers[0].note(self.peers[1], epoch)
-            self.peers[0].reached(self.peers[1], epoch, self.sweep.training.epochs, -1.0 if nonfinite else val[-1])
+            self.peers[0].reached(self.peers[1], epoch, self.sweep.training.epochs, -1.0 if nonfinite else val[-1],
+                                  above_chance=not nonfinite and val[-1] >= self.thresholds.rise)
         if self.early_stop:
             stop = nonfinite or should_stop(val, rose, self.thresholds, self.sweep.early_stop.patience)
         if stop:
