@@ -105,9 +105,19 @@ def default_budget(epochs: int) -> int:
 
 
 def remedysweep_version() -> str:
+    """The version, with the commit when the package runs from a git checkout
+    (so that two runs of one version number stay apart)."""
+    import subprocess
+
+    import remedysweep
     from remedysweep.version import __version__
 
-    return __version__
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(remedysweep.__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+g{sha}" if sha else __version__
 
 
 class _count_epochs:
