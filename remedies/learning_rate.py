@@ -74,11 +74,16 @@ class LearningRateRemedy(Remedy):
             out += [lr * 10 ** k for k in (range(1, steps) if steps > 0 else range(-1, steps, -1))]
         if "warmup_longer_than_run" in symptoms:  # a constant rate in place of the schedule: the usual one, and the schedule's peak
             out += [typical, *([facts["lr_schedule_peak"]] if facts.get("lr_schedule_peak") else [])]
+        held = []  # the schedule's own highest rate, held constant: a change even where it equals the rate read off the model
+        if "schedule_decays_early" in symptoms:
+            held.append(lr)
+            out.append(typical)
         if symptoms & TOO_HIGH:
             out += [lr / 10, lr / 100]
         elif symptoms & TOO_LOW and lr * 10 <= 1.0:
             out += [lr * 10, lr * 100]
-        return [_round(v) for v in dict.fromkeys(out) if 1e-6 <= v <= 10.0 and not _same_rate(v, lr)]
+        return list(dict.fromkeys([*(_round(v) for v in held),
+                                    *(_round(v) for v in out if 1e-6 <= v <= 10.0 and not _same_rate(v, lr))]))
 
     def explore(self, facts: Mapping[str, Any]) -> Sequence[Any]:
         lr = facts.get("learning_rate")
@@ -90,4 +95,6 @@ class LearningRateRemedy(Remedy):
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
         before = facts.get("learning_rate")
+        if facts.get("lr_schedule"):  # the knob sets a constant rate: the schedule goes
+            return f"a constant learning_rate={value:g} in place of your {facts['lr_schedule']} schedule (its highest rate in the run: {before:g})"
         return f"learning_rate={value:g}" + (f" (was {before:g})" if before else "")

@@ -368,3 +368,24 @@ def test_inputs_scaled_twice_get_the_models_rescaling_undone_and_the_verdict_nam
     assert list(rec["causes"]) == ["inputs_scaled_twice"], rec["causes"]
     assert "remove the model's Rescaling layer (scale 1/255)" in rec["code"][0], rec["code"]
     assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])
+
+
+def test_a_schedule_that_decays_early_gets_its_rate_held_constant_and_the_verdict_names_the_cause():
+    """A decay copied from a long recipe leaves the run at almost no rate: the
+    schedule's own highest rate, held constant, is tried first; judged against
+    the same MLP at a constant rate."""
+    from remedysweep.engine.faults import static_faults
+
+    faults = static_faults(zoo.decays_too_fast(), 10, steps=200)
+    assert "schedule_decays_early" in faults and "step 50" in faults["schedule_decays_early"], faults
+    assert "schedule_decays_early" not in static_faults(zoo.warmup_too_long(), 10, steps=200)  # a warmup is its own fault
+    assert "schedule_decays_early" not in static_faults(zoo.constant_rate(), 10, steps=200)
+    healthy = doctor("constant_rate", "digits_int", epochs=10, budget=0)
+    v = doctor("decays_too_fast", "digits_int", epochs=10, budget=60)
+    rec = v["recommendation"]
+    assert rec is not None, v["conclusion"]
+    assert len(rec["changes"]) == 1 and rec["changes"][0].startswith("learning_rate="), rec["changes"]  # a constant rate, alone
+    assert any(t["fix"] == "learning_rate=0.001" for t in v["tried"])  # the schedule's own start, held, was tried first
+    assert list(rec["causes"]) == ["schedule_decays_early"], rec["causes"]
+    assert "in place of your ExponentialDecay schedule" in rec["code"][0], rec["code"]
+    assert rec["evidence"]["median_final_accuracy"] >= healthy["baseline"]["median_final_accuracy"] - 0.05, (rec["evidence"], healthy["baseline"])

@@ -117,7 +117,7 @@ class Doctor:
         verdict["trained"] = {"runs": self.runs_trained, "epochs": self.epochs_trained + sanity, "sanity_steps": self.sanity_steps,
                               "sanity_epochs": sanity}
         self.echo(f"    trained {self.runs_trained} runs, {self.epochs_trained + sanity} epochs in all"
-                  + (f" (the sanity check's {self.sanity_steps} steps on easy data counted as {sanity} epochs of your data)"
+                  + (f" (the sanity check's {self.sanity_steps} steps on easy data counted as {sanity} epoch{'s' if sanity != 1 else ''} of your data)"
                      if self.sanity_steps else ""))
         return verdict
 

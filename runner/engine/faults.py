@@ -75,8 +75,14 @@ def learning_rate_schedule(model: Any, steps: int) -> dict[str, Any] | None:
     top = int(np.argmax(far))
     peak, peak_step = (far[top], beyond[top]) if far[top] > max(run) else (max(run), within[int(np.argmax(run))])
     peak = float(f"{peak:.2g}")  # read off a sample of steps: to two figures
+    quarter = value(max(1, steps // 4))
     return {"name": type(schedule).__name__, "start": run[0], "end": run[-1], "in_run": max(run), "peak": peak, "peak_step": peak_step,
-            "steps": steps}
+            "steps": steps, "quarter": quarter}
+
+
+#: A schedule whose rate a quarter of the way into the run is at most this
+#: share of its highest value in the run has decayed too early.
+DECAYED = 0.01
 
 
 #: A Rescaling layer that divides by at least this much counts as scaling raw values
@@ -161,6 +167,10 @@ def static_faults(model: Any, n_classes: int, steps: int | None = None, data: An
             out["warmup_longer_than_run"] = (f"the learning rate ({schedule['name']}) rises from {schedule['start']:.3g} to only "
                                              f"{schedule['end']:.3g} by the run's last step ({schedule['steps']}); it would reach "
                                              f"{schedule['peak']:.3g} only around step {schedule['peak_step']}")
+        elif schedule["quarter"] <= DECAYED * schedule["in_run"]:
+            out["schedule_decays_early"] = (f"the learning rate ({schedule['name']}) falls from {schedule['in_run']:.3g} to "
+                                            f"{schedule['quarter']:.2g} by step {max(1, schedule['steps'] // 4)}, a quarter of the "
+                                            f"run's {schedule['steps']} steps: the rest trains at almost no rate")
     if data is not None:
         twice = rescaled_twice(model, data)
         if twice:

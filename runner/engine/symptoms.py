@@ -51,6 +51,7 @@ SYMPTOMS: dict[str, str] = {
     "learning_rate_low": "the learning rate is far below its optimizer's usual range",
     "runaway_momentum": "momentum at 0.99 or more: the updates overshoot and keep going",
     "warmup_longer_than_run": "the learning-rate schedule is still warming up when the run ends: the model trains at a fraction of its rate",
+    "schedule_decays_early": "the learning-rate schedule has decayed to almost nothing a quarter of the way into the run",
     "inputs_scaled_twice": "the model rescales inputs that the data already scaled: what reaches the first layer is tiny",
     "no_signal": "nothing tried rose above chance and a plain reference classifier does no better: the labels may not follow from the inputs",
 }
@@ -58,7 +59,7 @@ SYMPTOMS: dict[str, str] = {
 #: Symptoms read off the model and its settings before it trains.
 STATIC_FAULTS = ("bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd", "constant_initializer", "initializer_scale",
                  "negative_biases", "heavy_regularization", "heavy_dropout", "learning_rate_high", "learning_rate_low",
-                 "runaway_momentum", "warmup_longer_than_run", "inputs_scaled_twice")
+                 "runaway_momentum", "warmup_longer_than_run", "schedule_decays_early", "inputs_scaled_twice")
 
 #: A model "fits its own training data" when its final training accuracy gets
 #: this far from chance to 1; below it (and close to the validation accuracy)
@@ -73,7 +74,7 @@ ROOT_CAUSES = frozenset({"softmax_twice", "improper_output_activation", "softmax
                          "handwritten_loss", "custom_loss_on_logits", "unscaled_inputs", "bottleneck", "linear_hidden", "softmax_hidden", "saturating_sgd",
                          "constant_initializer", "initializer_scale", "negative_biases", "heavy_regularization", "heavy_dropout",
                          "learning_rate_high", "learning_rate_low", "runaway_momentum",
-                         "warmup_longer_than_run", "inputs_scaled_twice"})
+                         "warmup_longer_than_run", "schedule_decays_early", "inputs_scaled_twice"})
 
 
 def suggested_changes(registry: Any, symptoms: Any, facts: Mapping[str, Any]) -> list[tuple[int, str, Any, str]]:

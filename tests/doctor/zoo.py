@@ -304,6 +304,12 @@ def warmup_too_long():
     return _mlp(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100_000, warmup_target=1e-3, warmup_steps=10_000)))
 
 
+def decays_too_fast():
+    """Adam behind an exponential decay copied from a recipe with far more steps:
+    by a tenth of the first epoch the rate is a thousandth of its start."""
+    return _mlp(keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=2, decay_rate=0.1)))
+
+
 def constant_rate():
     """The same MLP at Adam's constant 1e-3: the reference for warmup_too_long."""
     return _mlp(keras.optimizers.Adam(1e-3))
