@@ -28,11 +28,7 @@ class InputScalingRemedy(Remedy):
 
     def check_value(self, value: Any) -> str | None:
         if isinstance(value, str) and value.startswith("times_"):
-            try:
-                factor = float(value[len("times_"):])
-            except ValueError:
-                factor = float("nan")
-            return None if factor > 0 and factor < 1e9 else "times_F needs a positive factor F, e.g. times_255"
+            return None if factor(value) is not None else "times_F needs a positive factor F, e.g. times_255"
         return super().check_value(value)
 
     def suggest(self, symptoms: frozenset[str], facts: Mapping[str, Any]) -> Sequence[Any]:
@@ -48,14 +44,25 @@ class InputScalingRemedy(Remedy):
         return ["standardize"] if "input_abs_mean" in facts else ()
 
     def describe_change(self, value: Any, facts: Mapping[str, Any]) -> str:
-        if isinstance(value, str) and value.startswith("times_"):
-            factor = float(value[len("times_"):])
-            return (f"remove the model's Rescaling layer (scale 1/{factor:g}): your loader already scales the inputs, and "
-                    f"the layer divides them again (doctor tried it by feeding the inputs {factor:g} times larger, which "
+        f = factor(value)
+        if f is not None:
+            return (f"remove the model's Rescaling layer (scale 1/{f:g}): your loader already scales the inputs, and "
+                    f"the layer divides them again (doctor tried it by feeding the inputs {f:g} times larger, which "
                     f"the layer brings back to the loader's scale)")
         if value == "standardize":
             return "standardize the inputs: x = (x - x_train.mean(0)) / x_train.std(0)"
         return "scale the inputs to [0, 1]: x = (x - x_train.min(0)) / (x_train.max(0) - x_train.min(0))"
+
+
+def factor(value: Any) -> float | None:
+    """F of a ``times_F`` value (None for any other value, or an F that is not a positive number below 1e9)."""
+    if not (isinstance(value, str) and value.startswith("times_")):
+        return None
+    try:
+        f = float(value[len("times_"):])
+    except ValueError:
+        return None
+    return f if 0 < f < 1e9 else None
 
 
 def undo(scale: float) -> str:

@@ -184,13 +184,19 @@ def mann_whitney_greater(a: Sequence[float], b: Sequence[float]) -> float:
     return float(mannwhitneyu(a, b, alternative="greater", method="auto").pvalue)
 
 
+def needed_gain(chance: float) -> float:
+    """The rise in median final accuracy that counts as material:
+    :data:`MIN_GAIN` of the gap between chance and perfect, scaled to ten classes."""
+    return MIN_GAIN * (1 - chance) / 0.9
+
+
 def confirmed(candidate: Sequence[RunResult], baseline: Sequence[RunResult], chance: float, look: int = 1) -> tuple[bool, dict[str, Any]]:
     """Whether ``candidate``'s runs beat ``baseline``'s (both over the same seeds,
     search and fresh ones) materially and beyond seed noise, at look ``look`` of
     two; with the figures (``borderline``: a first look that earns a second)."""
     c, b = summarize(candidate), summarize(baseline)
     gain = median(c) - median(b)
-    needed = MIN_GAIN * (1 - chance) / 0.9
+    needed = needed_gain(chance)
     p = mann_whitney_greater(c["final_accuracy"], b["final_accuracy"])
     fewer_at_chance = c["at_chance"] < b["at_chance"]
     clean = c["at_chance"] == 0 and c["failed"] == 0

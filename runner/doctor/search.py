@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from remedysweep.errors import one_line
 from remedysweep.remedies import RemedyConflict
 
-from .evidence import MIN_GAIN, Candidate, median, rank_key, trains_well
+from .evidence import Candidate, median, needed_gain, rank_key, trains_well
 
 #: Configurations per exploration round (each round is one pack, halved as it trains).
 ROUND = 6
@@ -185,8 +185,7 @@ class Search:
     def _better(self, c: Candidate, than: Candidate) -> bool:
         """``c`` does materially better than ``than``: fewer seeds at chance or
         failed, or a median higher by the gain the confirmation asks for."""
-        chance = self.setup.data.chance
-        return c.bad < than.bad or median(c.summary) - median(than.summary) >= MIN_GAIN * (1 - chance) / 0.9
+        return c.bad < than.bad or median(c.summary) - median(than.summary) >= needed_gain(self.setup.data.chance)
 
     def _stop_if_fixed(self, baseline: Candidate, before: Candidate | None, what: str) -> bool:
         """The search ends when a change already trained well before the round
