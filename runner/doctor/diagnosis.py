@@ -339,9 +339,11 @@ class Doctor:
         with _Heartbeat(self.echo, f"{source}: training {len(runs)} run(s)", len(runs)) as beat:
             # a search round stops its hopeless changes first and halves the rest as they train; the reduction
             # compares whole runs; your model and the confirmation train every epoch
-            peers = None if source in ("baseline", "confirmation", "confirmation, second look") else \
-                Peers(halving=source != "reduce", protect=frozenset(config_id(dict([ch])) for ch in self.root_changes))
-            results = train_batch(setup, runs, on_done=beat.done, peers=peers)
+            # the search's changes are judged by their accuracy: their runs skip the probe's gradient diagnostics
+            # (a gradient traced per run), which your model's runs and the confirmation keep
+            whole = source in ("baseline", "confirmation", "confirmation, second look")
+            peers = None if whole else Peers(halving=source != "reduce", protect=frozenset(config_id(dict([ch])) for ch in self.root_changes))
+            results = train_batch(setup, runs, on_done=beat.done, peers=peers, diagnostics=whole)
         self.runs_trained += len(results)
         self.epochs_trained += sum(int(r.epochs_run or 0) for r in results)
         out = []

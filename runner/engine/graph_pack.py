@@ -74,10 +74,10 @@ def graph_problem(built: BuiltRun) -> str:
 class GraphPack:
     """Train compiled runs of one batch size together (see the module text)."""
 
-    def __init__(self, runs: Sequence[BuiltRun], sweep: Any):
+    def __init__(self, runs: Sequence[BuiltRun], sweep: Any, diagnostics: bool = True):
         import tensorflow as tf
 
-        self.runs, self.sweep = list(runs), sweep
+        self.runs, self.sweep, self.diagnostics = list(runs), sweep, diagnostics
         self.S = len(self.runs)
         first = self.runs[0]
         self.batch = first.batch_size
@@ -182,8 +182,11 @@ class GraphPack:
         out = []
         for s in live:
             logs[s].update({f"val_{k}": v for k, v in _floats(self.runs[s].model.get_metrics_result()).items()})
-            d = self._probes[s].diagnostics()
-            out.append((logs[s], d, d.get("weights_finite", True)))
+            if self.diagnostics:
+                d = self._probes[s].diagnostics()
+                out.append((logs[s], d, d.get("weights_finite", True)))
+            else:
+                out.append((logs[s], {}, self._probes[s].weights_finite()))
         return out
 
     def shrink(self, live: list[int], seconds: list[float], epochs_left: int) -> None:

@@ -96,15 +96,16 @@ def make_probe(built: BuiltRun, probe_size: int) -> Probe:
                  kernels=frozenset(id(v) for v in model.trainable_variables if v.path.endswith("kernel")), metrics=built.probe_metrics)
 
 
-def _callbacks(recorder: Recorder, probe: Probe | None, accuracy: Any) -> tuple[Any, Any]:
+def _callbacks(recorder: Recorder, probe: Probe, accuracy: Any, diagnostics_on: bool = True) -> tuple[Any, Any]:
     import keras
 
     class Record(keras.callbacks.Callback):
         """Per-epoch diagnostics into the recorder; stop when it says so."""
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            d = probe.diagnostics() if probe is not None else {}
-            if recorder.end_epoch(logs or {}, d, d.get("weights_finite", True)):
+            d = probe.diagnostics() if diagnostics_on else {}
+            finite = d.get("weights_finite", True) if diagnostics_on else probe.weights_finite()
+            if recorder.end_epoch(logs or {}, d, finite):
                 self.model.stop_training = True
 
     class EarlyProbe(keras.callbacks.Callback):
@@ -127,7 +128,7 @@ def fit_run(built: BuiltRun, recorder: Recorder, *, callbacks: tuple[Any, ...] =
     wall time of training. Raises what ``fit`` raises (the router turns it into
     a failed result). ``callbacks``: more Keras callbacks for this run."""
     probe = make_probe(built, recorder.sweep.training.probe_size)
-    record, early = _callbacks(recorder, probe if diagnostics_on else None, probe.accuracy)
+    record, early = _callbacks(recorder, probe, probe.accuracy, diagnostics_on)
     every = [record, *callbacks, *(factory(built) for factory in built.plan.fit.callbacks)]
     epochs = built.epochs
     probe_epochs = recorder.probe_epochs

@@ -65,6 +65,18 @@ class Probe:
             return d
 
         self.compute = compute  # traced once per model: its tracing count says so
+        self._finite: Any = None
+
+    def weights_finite(self) -> bool:
+        """Whether every float weight of the model is finite: the one check kept
+        when the diagnostics are off (a function of the weights alone, cheap to trace)."""
+        import tensorflow as tf
+
+        if self._finite is None:
+            weights = [v for v in self.model.weights if "float" in str(v.dtype)]
+            self._finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in weights])
+                                       if weights else tf.constant(True), autograph=False)
+        return bool(self._finite())
 
     def predictions(self, out: Any) -> Any:
         import tensorflow as tf

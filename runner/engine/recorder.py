@@ -159,8 +159,11 @@ class Recorder:
     ``extra_curves``: names of the remedies' probe metrics."""
 
     def __init__(self, sweep: Any, chance: float, steps_per_epoch: int, extra_curves: Sequence[str] = (), early_stop: bool | None = None,
-                 n_val: int | None = None, peers: tuple[Peers, str] | None = None):
+                 n_val: int | None = None, peers: tuple[Peers, str] | None = None, diagnostics: bool = True):
         self.sweep = sweep
+        #: whether the trainer computes the probe diagnostics each epoch (else only
+        #: Keras's metrics, the probe accuracy and whether the weights are finite)
+        self.diagnostics = diagnostics
         self.chance = chance
         self.thresholds = Thresholds.of(chance, sweep.outcome, n_val)
         self.early_stop = sweep.early_stop.enabled if early_stop is None else early_stop
@@ -179,12 +182,14 @@ class Recorder:
         self.n_val = n_val
 
     @classmethod
-    def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None, peers: Peers | None = None) -> "Recorder":
+    def for_run(cls, built: Any, sweep: Any, early_stop: bool | None = None, peers: Peers | None = None,
+                diagnostics: bool = True) -> "Recorder":
         """The recorder of one built run, as every trainer makes it."""
         from .config import config_id
 
         return cls(sweep, built.data.chance, built.steps_per_epoch, [m.name for m in built.probe_metrics], early_stop,
-                   n_val=len(built.data.y_val), peers=(peers, config_id(built.knobs)) if peers is not None else None)
+                   n_val=len(built.data.y_val), peers=(peers, config_id(built.knobs)) if peers is not None else None,
+                   diagnostics=diagnostics)
 
     @property
     def probe_epochs(self) -> int:

@@ -120,7 +120,7 @@ class GraphTrainer(Trainer):
               epoch_seconds: list[float] | None = None) -> float:
         from .graph_pack import GraphPack
 
-        return epoch_loop(GraphPack(builts, recorders[0].sweep), recorders, schedule, recorders[0].sweep.training.epochs, epoch_seconds)
+        return epoch_loop(GraphPack(builts, recorders[0].sweep, diagnostics=recorders[0].diagnostics), recorders, schedule, recorders[0].sweep.training.epochs, epoch_seconds)
 
 
 class KerasTrainer(Trainer):
@@ -143,7 +143,7 @@ class KerasTrainer(Trainer):
 
         seconds = 0.0
         for built, recorder in zip(builts, recorders):
-            seconds += fit_run(built, recorder, callbacks=self.callbacks, diagnostics_on=self.diagnostics)
+            seconds += fit_run(built, recorder, callbacks=self.callbacks, diagnostics_on=self.diagnostics and recorder.diagnostics)
         return seconds
 
 
@@ -302,7 +302,7 @@ def route(setup: Setup, knobs: Mapping[str, Any], seed: int, trainers: Sequence[
 
 def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer] | None = None, max_pack: int | None = None,
                 on_done: Callable[[int], None] | None = None, epoch_seconds: list[float] | None = None,
-                early_stop: bool | None = None, peers: Peers | None = None) -> list[RunResult]:
+                early_stop: bool | None = None, peers: Peers | None = None, diagnostics: bool = True) -> list[RunResult]:
     """Train ``runs`` ((knobs, seed) pairs) in this process and return their
     results in the order given; never raises for a fault inside a run.
 
@@ -312,7 +312,11 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
     hears how many runs are done after each run or pack. ``epoch_seconds`` gets
     each packed epoch's wall time (``bench``). ``early_stop``: overrides the
     sweep's early stop for these runs. ``peers``: the runs are one batch whose
-    hopeless configurations stop first (:class:`~.recorder.Peers`)."""
+    hopeless configurations stop first (:class:`~.recorder.Peers`).
+    ``diagnostics=False``: the trainers that compute the probe diagnostics in a
+    function of each run's own (graph packs, the Keras path) skip them and check
+    only that the weights are finite, which saves tracing a gradient per run
+    (doctor's search rounds, where a change is judged by its accuracy)."""
     sweep = setup.sweep
     if trainers is None:
         trainers = TRAINERS if sweep.training.pack else (KERAS,)
@@ -334,7 +338,7 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
             done()
             continue
         if not trainer.packs:  # trained at once: the run's model is not kept waiting for the others
-            results[i] = _train_group(setup, trainer, [built], [runs[i]], note, early_stop, peers=peers)[0]
+            results[i] = _train_group(setup, trainer, [built], [runs[i]], note, early_stop, peers=peers, diagnostics=diagnostics)[0]
             done()
             continue
         trainer_of[trainer.name] = trainer
@@ -343,15 +347,16 @@ def train_batch(setup: Setup, runs: Sequence[Run], *, trainers: Sequence[Trainer
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
             for (i, _), result in zip(chunk, _train_group(setup, trainer_of[name], [b for _, b in chunk], [runs[i] for i, _ in chunk],
-                                                          "", early_stop, epoch_seconds, peers)):
+                                                          "", early_stop, epoch_seconds, peers, diagnostics)):
                 results[i] = result
             done()
     return [results[i] for i in range(len(runs))]
 
 
 def _train_group(setup: Setup, trainer: Trainer, builts: list[BuiltRun], runs: list[Run], note: str,
-                 early_stop: bool | None, epoch_seconds: list[float] | None = None, peers: Peers | None = None) -> list[RunResult]:
-    recorders = [Recorder.for_run(b, setup.sweep, early_stop, peers) for b in builts]
+                 early_stop: bool | None, epoch_seconds: list[float] | None = None, peers: Peers | None = None,
+                 diagnostics: bool = True) -> list[RunResult]:
+    recorders = [Recorder.for_run(b, setup.sweep, early_stop, peers, diagnostics) for b in builts]
     started = time.perf_counter()
     try:
         seconds = trainer.train(builts, recorders[0].schedule, recorders, epoch_seconds)
@@ -361,7 +366,8 @@ def _train_group(setup: Setup, trainer: Trainer, builts: list[BuiltRun], runs: l
             return [rec.finish(error=error_message(exc), seconds=time.perf_counter() - started, n_params=_params(b), path=trainer.name,
                                path_note=note, facts=b.facts)]
         why = f"its {trainer.name} pack failed ({error_message(exc)[:200]}); trained alone"
-        return [replace(train_batch(setup, [run], trainers=(KERAS,), early_stop=early_stop)[0], path_note=why) for run in runs]
+        return [replace(train_batch(setup, [run], trainers=(KERAS,), early_stop=early_stop, diagnostics=diagnostics)[0], path_note=why)
+                for run in runs]
     pack = len(builts) if trainer.packs else 0
     return [rec.finish(seconds=seconds / len(builts), n_params=_params(b), path=trainer.name, pack_size=pack, path_note=note, facts=b.facts)
             for b, rec in zip(builts, recorders)]
