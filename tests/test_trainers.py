@@ -85,7 +85,7 @@ def test_a_slice_is_the_run_trained_alone_by_fit(trainer, builder, loader, runs)
         assert p.outcome is alone.outcome
 
 
-@pytest.mark.parametrize("trainer", [STACKED, KERAS], ids=["stacked", "keras"])
+@pytest.mark.parametrize("trainer", [STACKED, GRAPH, KERAS], ids=["stacked", "graph", "keras"])
 def test_a_hopeless_configuration_stops_first_when_others_have_risen(trainer):
     """Doctor's search rounds: SGD at 1e-5 is still at chance after a third of
     the epochs (2 of 6) while Adam has risen, so its runs stop there; runs of one
@@ -104,7 +104,7 @@ def test_a_hopeless_configuration_stops_first_when_others_have_risen(trainer):
     assert [r.epochs_run for r in train_batch(setup, runs, trainers=(trainer,))] == [6, 6, 6, 6]  # no peers: nothing stops
 
 
-@pytest.mark.parametrize("trainer", [STACKED, KERAS], ids=["stacked", "keras"])
+@pytest.mark.parametrize("trainer", [STACKED, GRAPH, KERAS], ids=["stacked", "graph", "keras"])
 def test_a_round_is_halved_at_its_rung_and_only_the_most_promising_trains_on(trainer):
     """Successive halving in doctor's search rounds: at a third of the epochs
     (3 of 9) only the best third of the configurations, by mean validation
@@ -115,7 +115,7 @@ def test_a_round_is_halved_at_its_rung_and_only_the_most_promising_trains_on(tra
     from remedysweep.engine.recorder import Peers
 
     setup = Setup.load(make_sweep("halving", model=ModelSpec(kind="mlp", width=16), data=DataSpec(dataset="digits"), epochs=9))
-    rates = [1e-3, 2e-3, 0.01] if trainer is STACKED else [0.01, 2e-3, 1e-3]
+    rates = [1e-3, 2e-3, 0.01] if trainer.packs else [0.01, 2e-3, 1e-3]
     runs = [({"optimizer": "adam", "learning_rate": lr}, s) for lr in rates for s in (0, 1)]
     peers = Peers()
     assert peers.rungs(9) == (3,) and peers.rungs(30) == (3, 10) and peers.rungs(4) == () and Peers(halving=False).rungs(30) == ()
@@ -130,3 +130,20 @@ def test_a_round_is_halved_at_its_rung_and_only_the_most_promising_trains_on(tra
     assert mean_at_3[0.01] > max(mean_at_3[1e-3], mean_at_3[2e-3]) + 1 / len(setup.data.y_val)  # the one that went on was ahead there
     # without halving (the reduction's rounds) every run trains its epochs
     assert [r.epochs_run for r in train_batch(setup, runs, trainers=(trainer,), peers=Peers(halving=False))] == [9] * 6
+
+
+@pytest.mark.parametrize("trainer", [GRAPH, KERAS], ids=["graph", "keras"])
+def test_runs_without_diagnostics_train_the_same_and_a_run_that_blows_up_is_still_diverged(trainer):
+    """Doctor's search rounds train without the probe diagnostics: the same
+    curves (the diagnostics consume no randomness), no gradient figures, and a
+    run whose weights blow up is still diverged."""
+    import math
+
+    setup = Setup.load(make_sweep("nodiag", model=ModelSpec(kind="mlp", width=16), data=DataSpec(dataset="digits"), epochs=3))
+    runs = [({"optimizer": "adam", "learning_rate": 0.01}, 0), ({"optimizer": "sgd", "learning_rate": 1e12}, 1)]
+    full = train_batch(setup, runs, trainers=(trainer,))
+    lean = train_batch(setup, runs, trainers=(trainer,), diagnostics=False)
+    assert all(math.isfinite(v) for v in full[0].curves["grad_norm"]) and all(math.isnan(v) for v in lean[0].curves["grad_norm"])
+    np.testing.assert_allclose(lean[0].curves["val_accuracy"], full[0].curves["val_accuracy"], atol=1e-6)
+    assert lean[0].outcome is full[0].outcome
+    assert full[1].outcome.value == lean[1].outcome.value == "diverged" and lean[1].first_nonfinite_epoch == full[1].first_nonfinite_epoch
