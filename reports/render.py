@@ -19,6 +19,7 @@ from remedysweep.engine.result import CURVE_COLUMNS, OUTCOME_TEXT, OUTCOMES, TRI
 from remedysweep.errors import RunError, one_line
 from remedysweep.engine.folder import FINDINGS_JSON, REPORT_HTML
 from remedysweep.files import atomic_write, file_head, not_a_file, read_json
+from remedysweep.remedies.base import AS_BUILT
 
 from . import analysis as an
 from . import findings as fd
@@ -26,6 +27,8 @@ from . import plots
 
 TEMPLATES = Path(__file__).parent / "templates"
 GENERATOR = "remedysweep"
+#: More swept knobs than this, and the configuration table gives each configuration's settings in one column.
+WIDE_TABLE_KNOBS = 5
 ALIGNED_CAPTIONS = {
     "val_accuracy": "Validation accuracy falls to chance (dotted) at 0.",
     "logit_abs_mean": "Mean |logit|: grows before a collapse when the softmax saturates.",
@@ -172,6 +175,11 @@ def build_context(run: an.RunData, found: dict[str, Any]) -> dict[str, Any]:
     ctx["configs"] = _records(configs.head(15))
     ctx["configs_total"] = len(configs)
     ctx["config_knobs"] = [k for k in run.knobs if k in swept]
+    # many knobs (a doctor folder sweeps every remedy): one column of what each configuration sets, so
+    # that the table fits the page; a knob left as the model was built is not listed
+    ctx["config_column"] = len(ctx["config_knobs"]) > WIDE_TABLE_KNOBS
+    for c in ctx["configs"]:
+        c["_setting"] = ", ".join(f"{k}={c[k]}" for k in ctx["config_knobs"] if str(c[k]) != AS_BUILT) or "as built"
     ctx["fix"] = an.smallest_fix(run)
     ctx["curves_fig"] = svg(plots.learning_curves(run.curves, t, run.probes, chance)) if len(t) and not run.curves.empty and "trial_number" in run.curves else None
     aligned = an.aligned_curves(run)

@@ -108,6 +108,9 @@ def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path)
     assert (tmp_path / "trials.csv").exists() and (tmp_path / "doctor.json").exists()
     r = cli("report", str(tmp_path))  # the search's runs are a run folder like any other
     assert r.returncode == 0, r.stderr
+    # its page fits too: a configuration's settings in one column (every remedy is a knob there), only those it sets
+    assert_readable(read_page(tmp_path / "report.html"))
+    assert "loss=fused_logits" in (tmp_path / "report.html").read_text()
 
 
 def test_the_cli_prints_json_and_never_fails_on_a_healthy_binary_model(tmp_path: Path):
@@ -141,8 +144,6 @@ def test_bad_doctor_input_is_one_line(tmp_path: Path):
 def test_doctor_checks_up_front_what_run_checks(tmp_path: Path):
     """A plugin that is missing or cannot import, and an --out doctor cannot
     write, are one line before anything trains; --budget 0 says nothing was tried."""
-    import os
-
     from conftest import run_main
 
     base = ("doctor", "--model", f"{ZOO}:softmax_sparse", "--data", f"{ZOO}:digits_int", "--epochs", "2", "--seeds", "1")
