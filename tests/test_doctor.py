@@ -108,9 +108,7 @@ def test_the_write_ups_collapse_gets_the_fused_loss_and_a_report(tmp_path: Path)
     assert (tmp_path / "trials.csv").exists() and (tmp_path / "doctor.json").exists()
     r = cli("report", str(tmp_path))  # the search's runs are a run folder like any other
     assert r.returncode == 0, r.stderr
-    # its page fits too: a configuration's settings in one column (every remedy is a knob there), only those it sets
-    assert_readable(read_page(tmp_path / "report.html"))
-    assert "loss=fused_logits" in (tmp_path / "report.html").read_text()
+    assert_readable(read_page(tmp_path / "report.html"))  # its page keeps the promises of every page
 
 
 def test_the_cli_prints_json_and_never_fails_on_a_healthy_binary_model(tmp_path: Path):

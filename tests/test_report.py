@@ -220,3 +220,35 @@ def test_plots_of_many_runs_draw_a_capped_sample_and_say_so():
         assert len(ax.lines) == plots.MAX_LINES + 1 and f"{plots.MAX_LINES} drawn" in ax.get_title()  # + the chance line
     small = trials.iloc[:20]
     assert "every run" in plots.accuracy_strip(small, "lr").axes[0].get_title()
+
+
+def test_many_knobs_fit_the_page_with_each_configuration_in_one_column(tmp_path: Path):
+    """A folder that sweeps every remedy (doctor's search) has more knobs than a
+    table has room for: each configuration's settings go in one column, only the
+    knobs it sets, and the page fits its width."""
+    from remedysweep.reports.render import WIDE_TABLE_KNOBS, render_report
+
+    knobs = ["loss", "learning_rate", "activation", "batch_size", "grad_clip", "initializer", "input_scaling"]
+    assert len(knobs) > WIDE_TABLE_KNOBS
+    changes = [{}, {"learning_rate": 0.01}, {"input_scaling": "standardize", "initializer": "he_normal"}, {"batch_size": 8},
+               {"loss": "fused_logits"}, {"activation": "tanh"}, {"grad_clip": "global_norm_1"}]
+    rows = []
+    for c, change in enumerate(changes):
+        for seed in (0, 1):
+            good = bool(change)
+            rows.append({"trial_number": len(rows), "config_id": f"c{c}", **{k: change.get(k, "as_built") for k in knobs}, "seed": seed,
+                         "chance": 0.1, "outcome": "healthy" if good else "collapsed", "final_val_accuracy": 0.9 if good else 0.1,
+                         "peak_val_accuracy": 0.9, "collapse_epoch": None if good else 3, "epochs_run": 5, "train_seconds": 1.0,
+                         "keras_fuses": None, "message": None, "first_nonfinite_epoch": None})
+    trials = pd.DataFrame(rows)
+    curves = pd.DataFrame([{"trial_number": r["trial_number"], "epoch": e, "val_accuracy": r["final_val_accuracy"]} for r in rows for e in range(1, 6)])
+    from remedysweep.engine.config import DataSpec, ModelSpec, make_sweep
+
+    sweep = make_sweep("wide", model=ModelSpec(kind="mlp"), data=DataSpec(dataset="digits"), knobs={k: tuple(sorted({r[k] for r in rows}, key=str)) for k in knobs},
+                       seeds=(0, 1), epochs=5).to_dict()
+    page = tmp_path / "report.html"
+    page.write_text(render_report(an.RunData(tmp_path, sweep, trials, curves, pd.DataFrame(), knobs)))
+    html = page.read_text()
+    assert "<th>settings</th>" in html and "<th>grad_clip</th>" not in html
+    assert "<td>initializer=he_normal, input_scaling=standardize</td>" in html and "<td>as built</td>" in html
+    assert_readable(read_page(page))
