@@ -152,5 +152,6 @@ def run_alone(setup: Setup, knobs: Mapping[str, Any], seed: int, *, path_note: s
 
     from .trainers import KerasTrainer, train_batch
 
-    result = train_batch(setup, [(knobs, seed)], trainers=(KerasTrainer(callbacks, diagnostics_on),), early_stop=early_stop)[0]
+    result = train_batch(setup, [(knobs, seed)], trainers=(KerasTrainer(callbacks),), early_stop=early_stop,
+                         diagnostics=diagnostics_on)[0]
     return dataclasses.replace(result, path_note=path_note) if path_note else result

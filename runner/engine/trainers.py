@@ -125,14 +125,15 @@ class GraphTrainer(Trainer):
 
 class KerasTrainer(Trainer):
     """Keras's own ``fit``, one run at a time; takes every run. ``callbacks``:
-    more Keras callbacks for every run (doctor's sanity check); ``diagnostics``:
-    off to record Keras's metrics only."""
+    more Keras callbacks for every run (doctor's sanity check). Whether the
+    probe diagnostics are computed is the run's recorder's to say, as for the
+    graph packs (``train_batch(..., diagnostics=False)``)."""
 
     name = "keras"
     packs = False
 
-    def __init__(self, callbacks: tuple[Any, ...] = (), diagnostics: bool = True):
-        self.callbacks, self.diagnostics = tuple(callbacks), diagnostics
+    def __init__(self, callbacks: tuple[Any, ...] = ()):
+        self.callbacks = tuple(callbacks)
 
     def why_not(self, built: BuiltRun) -> str:
         return ""
@@ -143,7 +144,7 @@ class KerasTrainer(Trainer):
 
         seconds = 0.0
         for built, recorder in zip(builts, recorders):
-            seconds += fit_run(built, recorder, callbacks=self.callbacks, diagnostics_on=self.diagnostics and recorder.diagnostics)
+            seconds += fit_run(built, recorder, callbacks=self.callbacks, diagnostics_on=recorder.diagnostics)
         return seconds
 
 
